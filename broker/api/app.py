@@ -1,0 +1,180 @@
+"""The HTTP face of the registry, in EnOS's connection-service shape.
+
+Every call is `POST /connect-service/v2.1/{resource}?action={verb}&orgId={org}` with
+HTTP Basic auth (access key, access secret). One route per resource dispatches on
+`action`; the handlers live in one module per resource.
+"""
+
+import base64
+import binascii
+import logging
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import Response
+
+from broker.api.bindings import BINDING_ACTIONS
+from broker.api.calls import Call, Handler
+from broker.api.devices import DEVICE_ACTIONS
+from broker.api.envelope import EnvelopeResponse, error
+from broker.api.organizations import ORG_ACTIONS
+from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
+from broker.api.thing_models import MODEL_ACTIONS
+from registry import (
+    DeviceCreate,
+    Forbidden,
+    InvalidArgument,
+    Organization,
+    ProductCreate,
+    Registry,
+    RegistryError,
+    ThingModelCreate,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/connect-service/v2.1"
+# EnOS serves batch create under v2.0; gatehouse answers every resource on both.
+LEGACY_PREFIX = "/connect-service/v2.0"
+MAX_BODY = 64 * 1024 * 1024
+
+RESOURCES: dict[str, dict[str, Handler]] = {
+    "products": PRODUCT_ACTIONS,
+    "devices": DEVICE_ACTIONS,
+    "thing-models": MODEL_ACTIONS,
+    "statistics": STATISTICS_ACTIONS,
+    "bindings": BINDING_ACTIONS,
+    "organizations": ORG_ACTIONS,
+}
+
+# Body schemas shown in the OpenAPI document for the actions that take one.
+BODY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "products": {"create": ProductCreate.model_json_schema()},
+    "devices": {
+        "create": DeviceCreate.model_json_schema(),
+        "batchCreate": {
+            "type": "object",
+            "properties": {"deviceList": {"type": "array", "items": {"type": "object"}}},
+            "required": ["deviceList"],
+        },
+    },
+    "thing-models": {"create": ThingModelCreate.model_json_schema()},
+}
+
+
+def _credentials(request: Request) -> tuple[str, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise Unauthorized("HTTP Basic auth with your access key and secret is required")
+    try:
+        key, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("the Authorization header is not valid Basic auth") from None
+    if not sep:
+        raise Unauthorized("the Authorization header is not valid Basic auth")
+    return key, secret
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise InvalidArgument(f"the body is larger than {MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
+
+
+def _route(name: str, actions: dict[str, Handler]) -> Any:
+    known = ", ".join(actions)
+
+    async def endpoint(
+        request: Request,
+        action: Annotated[str, Query(description=f"one of: {known}")],
+        orgId: Annotated[str | None, Query(description="your organisation")] = None,
+    ) -> Response:
+        try:
+            return await _dispatch(request, action, orgId)
+        except RegistryError as exc:
+            headers = {"WWW-Authenticate": 'Basic realm="gatehouse"'} if exc.status == 401 else None
+            return error(exc.status, exc.code, exc.msg, headers)
+        except Exception:
+            log.exception("unexpected error in %s?action=%s", name, action)
+            return error(500, 99500, "internal error; the server log has the details")
+
+    async def _dispatch(request: Request, action: str, orgId: str | None) -> Response:
+        registry: Registry = request.app.state.registry
+        key, secret = _credentials(request)
+        org: Organization = await registry.authenticate(key, secret)
+        if orgId is not None and orgId != org.orgId:
+            raise Forbidden(f"your access key does not belong to organisation {orgId!r}")
+        handler = actions.get(action)
+        if handler is None:
+            raise InvalidArgument(f"unknown action {action!r} for {name}; use one of: {known}")
+        call = Call(registry, org, request.query_params, await _body(request))
+        return await handler(call)
+
+    endpoint.__name__ = f"{name.replace('-', '_')}_actions"
+    return endpoint
+
+
+def _openapi_extra(name: str) -> dict[str, Any]:
+    schemas = BODY_SCHEMAS.get(name)
+    if not schemas:
+        return {}
+    return {
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {"oneOf": list(schemas.values())},
+                    "examples": {a: {"summary": f"action={a}"} for a in schemas},
+                }
+            }
+        }
+    }
+
+
+def create_app(registry: Registry) -> FastAPI:
+    app = FastAPI(
+        title="Gatehouse connection service",
+        version="2.1",
+        description=(
+            "EnOS-shaped device management API. Authenticate with HTTP Basic auth"
+            " (access key, access secret); every answer is"
+            ' {"code": 0, "msg": "OK", "requestId": ..., "data": ...}.'
+        ),
+        default_response_class=EnvelopeResponse,
+    )
+    app.state.registry = registry
+
+    for name, actions in RESOURCES.items():
+        endpoint = _route(name, actions)
+        app.add_api_route(
+            f"{API_PREFIX}/{name}",
+            endpoint,
+            methods=["POST"],
+            summary=f"{name}: {', '.join(actions)}",
+            openapi_extra=_openapi_extra(name),
+        )
+        app.add_api_route(
+            f"{LEGACY_PREFIX}/{name}", endpoint, methods=["POST"], include_in_schema=False
+        )
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])} {e['msg']}" for e in exc.errors()[:5]
+        )
+        return error(400, InvalidArgument.code, f"invalid request: {problems}")
+
+    return app

@@ -1,0 +1,344 @@
+"""The `gatehouse` command: a thin dispatcher over the subcommands.
+
+`serve` runs the service; `product`, `device`, `model` and `org` call a running
+service's REST API. Later subcommands owned by `simulators` are loaded only when asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from broker.client import ApiClient, ApiError
+from broker.exports import write_credentials
+from broker.serve import ServeConfig, serve
+from registry import RegistryError
+
+EPILOG = """\
+API commands read the organisation's credentials from GATEHOUSE_ACCESS_KEY,
+GATEHOUSE_ACCESS_SECRET and GATEHOUSE_ORG_ID, or else from the credentials.json that
+`gatehouse serve` wrote into --data-dir. GATEHOUSE_URL sets the API address.
+"""
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [list(map(str, header)), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _json_arg(text: str) -> Any:
+    """A JSON value given inline, or @FILE to read it from a file."""
+    raw = Path(text[1:]).read_bytes() if text.startswith("@") else text.encode()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = ServeConfig(
+        data_dir=args.data_dir,
+        host=args.host,
+        http_port=args.http_port,
+        provision_file=args.provision,
+        max_devices_per_product=args.max_devices_per_product,
+        log_level=args.log_level,
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config))
+    except RegistryError as exc:
+        # A bad --provision file or option: say what to fix, without a traceback.
+        print(f"gatehouse: {exc.msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# ---------------------------------------------------------------------------- products
+
+
+def cmd_product_create(api: ApiClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = dict(args.body or {})
+    given = {
+        "productName": args.name,
+        "modelId": args.model,
+        "deviceType": args.type,
+        "dataFormat": args.format,
+        "networkMethod": args.network,
+        "productKey": args.key,
+        "productDesc": args.desc,
+    }
+    body.update({k: v for k, v in given.items() if v is not None})
+    if args.bidirectional_auth:
+        body["biDirectionalAuth"] = True
+    if args.dynamic_activation:
+        body["dynamicActivateEnabled"] = True
+    print(api.call("products", "create", body))
+    return 0
+
+
+def cmd_product_list(api: ApiClient, args: argparse.Namespace) -> int:
+    products = api.pages("products", "list")
+    rows = [
+        (
+            p["productKey"],
+            p["productName"]["defaultValue"],
+            p["deviceType"],
+            p["dataFormat"],
+            p["modelId"],
+        )
+        for p in products
+    ]
+    _table(rows, ("PRODUCT KEY", "NAME", "TYPE", "FORMAT", "MODEL"))
+    return 0
+
+
+def cmd_product_show(api: ApiClient, args: argparse.Namespace) -> int:
+    product = api.call("products", "get", productKey=args.product_key)
+    product["statistics"] = api.call("statistics", "get", productKey=args.product_key)
+    _print_json(product)
+    return 0
+
+
+# ---------------------------------------------------------------------------- devices
+
+
+def cmd_device_create(api: ApiClient, args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise ApiError(0, 0, "--count must be 1 or more")
+    if args.key and args.count > 1:
+        raise ApiError(0, 0, "--key names one device; leave it out with --count")
+    base = {"productKey": args.product, "timezone": args.timezone}
+    if args.count == 1:
+        body = {**base, "deviceName": args.name or args.key or "device"}
+        if args.key:
+            body["deviceKey"] = args.key
+        if args.secret:
+            body["deviceSecret"] = args.secret
+        created = [api.call("devices", "create", body)]
+    else:
+        prefix = args.name or "device"
+        bodies = [{**base, "deviceName": f"{prefix}-{i}"} for i in range(1, args.count + 1)]
+        created = api.call("devices", "batchCreate", {"deviceList": bodies})
+    if args.export:
+        write_credentials(args.export, created)
+        print(f"created {len(created)} devices; credentials in {args.export}")
+    elif len(created) == 1:
+        _print_json(created[0])
+    else:
+        print(f"created {len(created)} devices (use --export FILE for their credentials)")
+    return 0
+
+
+def cmd_device_list(api: ApiClient, args: argparse.Namespace) -> int:
+    devices = api.pages("devices", "list", productKey=args.product)
+    rows = [(d["deviceKey"], d["deviceName"]["defaultValue"], d["state"]) for d in devices]
+    _table(rows, ("DEVICE KEY", "NAME", "STATE"))
+    return 0
+
+
+def cmd_device_show(api: ApiClient, args: argparse.Namespace) -> int:
+    _print_json(api.call("devices", "get", productKey=args.product, deviceKey=args.key))
+    return 0
+
+
+def cmd_device_export(api: ApiClient, args: argparse.Namespace) -> int:
+    rows = api.pages("devices", "exportCredentials", productKey=args.product)
+    write_credentials(args.file, rows)
+    print(f"exported {len(rows)} devices' credentials to {args.file}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def cmd_model_import(api: ApiClient, args: argparse.Namespace) -> int:
+    data = _json_arg("@" + str(args.file))
+    if not isinstance(data, dict):
+        raise ApiError(0, 0, f"{args.file} must hold a JSON object")
+    # Either {"modelId", "name", "tsl"} or a bare TSL document (then --model-id is needed).
+    body = dict(data) if "tsl" in data else {"tsl": data}
+    if args.model_id:
+        body["modelId"] = args.model_id
+    if args.name:
+        body["name"] = args.name
+    if "modelId" not in body:
+        raise ApiError(0, 0, f"{args.file} has no modelId; give --model-id")
+    print(api.call("thing-models", "create", body))
+    return 0
+
+
+def cmd_model_list(api: ApiClient, args: argparse.Namespace) -> int:
+    models = api.call("thing-models", "list", pageSize=1000)
+    tsl = [m["tsl"] for m in models]
+    rows = [
+        (m["modelId"], m["name"], len(t.get("properties", [])), len(t.get("services", [])))
+        for m, t in zip(models, tsl, strict=True)
+    ]
+    _table(rows, ("MODEL ID", "NAME", "PROPERTIES", "SERVICES"))
+    return 0
+
+
+def cmd_model_show(api: ApiClient, args: argparse.Namespace) -> int:
+    _print_json(api.call("thing-models", "get", modelId=args.model_id))
+    return 0
+
+
+def cmd_org_create(api: ApiClient, args: argparse.Namespace) -> int:
+    _print_json(api.call("organizations", "create", {"name": args.name}))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+ApiCommand = Callable[[ApiClient, argparse.Namespace], int]
+
+
+def _api_parser(sub: Any, name: str, help_text: str, func: ApiCommand) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--url", help="the API (default $GATEHOUSE_URL or http://127.0.0.1:8080)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("gatehouse-data"),
+        help="where to find credentials.json when the environment has none",
+    )
+    parser.set_defaults(api_func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatehouse",
+        description="A local emulator of an IoT platform's device-connection layer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve_p = commands.add_parser(
+        "serve",
+        help="run gatehouse (registry and REST API) on a data directory",
+        description="Run gatehouse: the registry and its REST API, on one data directory."
+        " A new data directory gets an organisation whose credentials are printed once"
+        " and saved to DATA_DIR/credentials.json.",
+    )
+    serve_p.add_argument("--data-dir", type=Path, default=Path("gatehouse-data"))
+    serve_p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_p.add_argument("--http-port", type=int, default=8080, help="REST API port")
+    serve_p.add_argument(
+        "--provision", type=Path, help="a TOML or JSON file of models, products, devices"
+    )
+    serve_p.add_argument("--max-devices-per-product", type=int, default=10_000)
+    serve_p.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    serve_p.set_defaults(func=cmd_serve)
+
+    product = commands.add_parser("product", help="manage products").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    create = _api_parser(
+        product, "create", "create a product; prints its ProductKey", cmd_product_create
+    )
+    create.add_argument("--name", help="product name")
+    create.add_argument("--model", help="modelId of its thing model")
+    create.add_argument("--type", choices=("direct", "gateway", "subdevice"))
+    create.add_argument("--format", choices=("Json", "Custom"))
+    create.add_argument("--network", help="2G, 3G, 4G, 5G, Wi-Fi, NB-IoT or Bluetooth")
+    create.add_argument("--key", help="a fixed ProductKey (default: generated)")
+    create.add_argument("--desc", help="description")
+    create.add_argument("--bidirectional-auth", action="store_true", help="require two-way TLS")
+    create.add_argument("--dynamic-activation", action="store_true")
+    create.add_argument(
+        "--body", type=_json_arg, help="more settings as JSON (or @FILE), EnOS field names"
+    )
+    _api_parser(product, "list", "list products", cmd_product_list)
+    show = _api_parser(product, "show", "show a product and its statistics", cmd_product_show)
+    show.add_argument("product_key", metavar="PRODUCT_KEY")
+
+    device = commands.add_parser("device", help="manage devices").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    create = _api_parser(
+        device, "create", "create one device or --count of them", cmd_device_create
+    )
+    create.add_argument("--product", required=True, help="ProductKey")
+    create.add_argument("--count", type=int, default=1)
+    create.add_argument("--key", help="a fixed DeviceKey (one device)")
+    create.add_argument("--secret", help="a fixed DeviceSecret (one device)")
+    create.add_argument("--name", help="name (with --count, a prefix)")
+    create.add_argument("--timezone", default="+00:00")
+    create.add_argument("--export", type=Path, help="write the credentials to FILE (.csv or .json)")
+    listing = _api_parser(device, "list", "list a product's devices", cmd_device_list)
+    listing.add_argument("--product", required=True)
+    show = _api_parser(device, "show", "show a device", cmd_device_show)
+    show.add_argument("--product", required=True)
+    show.add_argument("--key", required=True)
+    export = _api_parser(device, "export", "export a product's credentials", cmd_device_export)
+    export.add_argument("--product", required=True)
+    export.add_argument("file", type=Path, metavar="FILE", help=".csv or .json")
+
+    model = commands.add_parser("model", help="manage thing models").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    imported = _api_parser(model, "import", "import a thing model from a file", cmd_model_import)
+    imported.add_argument("file", type=Path, metavar="FILE")
+    imported.add_argument("--model-id")
+    imported.add_argument("--name")
+    _api_parser(model, "list", "list thing models", cmd_model_list)
+    show = _api_parser(model, "show", "show a thing model", cmd_model_show)
+    show.add_argument("model_id", metavar="MODEL_ID")
+
+    org = commands.add_parser("org", help="manage organisations (admin)").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    created = _api_parser(
+        org, "create", "create an organisation; prints its credentials", cmd_org_create
+    )
+    created.add_argument("--name", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "func"):
+        result: int = args.func(args)
+        return result
+    try:
+        api = ApiClient.from_env(args.url, args.data_dir)
+        try:
+            result = args.api_func(api, args)
+        finally:
+            api.close()
+    except ApiError as exc:
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`gatehouse serve`: the registry and its API in one event loop, on one data directory."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from broker import provision
+from broker.api import create_app
+from broker.bootstrap import first_organization
+from registry import Registry, SqliteStore
+
+log = logging.getLogger("gatehouse")
+
+DATABASE_FILE = "registry.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    data_dir: Path = Path("gatehouse-data")
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    provision_file: Path | None = None
+    max_devices_per_product: int = 10_000
+    log_level: str = "info"
+
+
+async def serve(config: ServeConfig) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SqliteStore(config.data_dir / DATABASE_FILE)
+    await store.open()
+    try:
+        registry = Registry(store, max_devices_per_product=config.max_devices_per_product)
+        await first_organization(registry, config.data_dir)
+        if config.provision_file is not None:
+            org = await store.admin_org()
+            if org is None:
+                raise RuntimeError("the registry has no admin organisation to provision into")
+            report = await provision.apply(registry, org, config.provision_file)
+            log.info("%s (%s)", report.summary(), config.provision_file)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(registry),
+                host=config.host,
+                port=config.http_port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        print(
+            f"gatehouse: API on http://{config.host}:{config.http_port}"
+            f" (OpenAPI at /openapi.json), data in {config.data_dir.resolve()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        await server.serve()
+        if not server.started:
+            raise SystemExit(f"gatehouse: could not listen on {config.host}:{config.http_port}")
+    finally:
+        await store.close()

@@ -1,0 +1,53 @@
+"""Gatehouse's registry: organisations, products, devices, thing models, topology and
+bindings, with their rules, persisted in SQLite."""
+
+from registry.errors import (
+    Conflict,
+    DeviceKeyExists,
+    DeviceLimitExceeded,
+    Forbidden,
+    InvalidArgument,
+    NotFound,
+    RegistryError,
+    Unauthorized,
+)
+from registry.models import (
+    Binding,
+    Device,
+    DeviceCreate,
+    Organization,
+    Product,
+    ProductCreate,
+    ProductStats,
+    ThingModel,
+    ThingModelCreate,
+)
+from registry.registry import Page, Registry
+from registry.sqlite import SqliteStore
+from registry.tsl import CompiledModel, Violation, compile_model
+
+__all__ = [
+    "Binding",
+    "CompiledModel",
+    "Conflict",
+    "Device",
+    "DeviceCreate",
+    "DeviceKeyExists",
+    "DeviceLimitExceeded",
+    "Forbidden",
+    "InvalidArgument",
+    "NotFound",
+    "Organization",
+    "Page",
+    "Product",
+    "ProductCreate",
+    "ProductStats",
+    "Registry",
+    "RegistryError",
+    "SqliteStore",
+    "ThingModel",
+    "ThingModelCreate",
+    "Unauthorized",
+    "Violation",
+    "compile_model",
+]

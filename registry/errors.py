@@ -1,0 +1,51 @@
+"""The registry's errors: each carries an EnOS-style code and the HTTP status it maps to.
+
+The wire faces (REST API, MQTT replies) translate these; the registry itself knows
+nothing of HTTP beyond the number it suggests.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class. `code` is the EnOS-style API code, `status` the HTTP status."""
+
+    code = 99500
+    status = 500
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+class InvalidArgument(RegistryError):
+    code = 99400
+    status = 400
+
+
+class Unauthorized(RegistryError):
+    code = 99401
+    status = 401
+
+
+class Forbidden(RegistryError):
+    code = 99403
+    status = 403
+
+
+class NotFound(RegistryError):
+    code = 99404
+    status = 404
+
+
+class Conflict(RegistryError):
+    code = 99409
+    status = 409
+
+
+class DeviceKeyExists(Conflict):
+    code = 11702
+
+
+class DeviceLimitExceeded(Conflict):
+    code = 11739

@@ -1,0 +1,82 @@
+"""Schema migrations, applied in order; `PRAGMA user_version` records how far a database is.
+
+Append a new script to MIGRATIONS to change the schema; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE organizations (
+        org_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        access_key TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        admin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE thing_models (
+        org_id TEXT NOT NULL REFERENCES organizations(org_id),
+        model_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        tsl TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, model_id)
+    );
+    CREATE TABLE products (
+        product_key TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(org_id),
+        name TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        product_secret TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (org_id, name)
+    );
+    CREATE INDEX products_by_model ON products(org_id, model_id);
+    CREATE TABLE devices (
+        product_key TEXT NOT NULL REFERENCES products(product_key),
+        device_key TEXT NOT NULL,
+        org_id TEXT NOT NULL,
+        device_secret TEXT NOT NULL,
+        asset_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        description TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        online INTEGER NOT NULL DEFAULT 0,
+        activated_at INTEGER,
+        last_seen_at INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (product_key, device_key)
+    );
+    CREATE TABLE bindings (
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        shared_by TEXT,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (product_key, device_key, user_id),
+        FOREIGN KEY (product_key, device_key)
+            REFERENCES devices(product_key, device_key) ON DELETE CASCADE
+    );
+    CREATE TABLE topology (
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        gateway_product_key TEXT NOT NULL,
+        gateway_device_key TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (product_key, device_key),
+        FOREIGN KEY (product_key, device_key)
+            REFERENCES devices(product_key, device_key) ON DELETE CASCADE,
+        FOREIGN KEY (gateway_product_key, gateway_device_key)
+            REFERENCES devices(product_key, device_key) ON DELETE CASCADE
+    );
+    CREATE INDEX topology_by_gateway ON topology(gateway_product_key, gateway_device_key);
+    """,
+)

@@ -1,0 +1,378 @@
+"""The registry's records and the validated shapes that create or change them.
+
+Field names follow EnOS's connection-service API (camelCase) so that an API body can
+be validated by these models unchanged; gatehouse's extensions (the Quectel product
+settings) use the same style.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+DEVICE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{4,32}$")
+PRODUCT_KEY = re.compile(r"^[A-Za-z0-9_\-]{4,32}$")
+SECRET = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
+MODEL_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+TIMEZONE = re.compile(r"^[+-](0\d|1[0-4]):[0-5]\d$")
+
+DeviceType = Literal["direct", "gateway", "subdevice"]
+NetworkMethod = Literal["2G", "3G", "4G", "5G", "Wi-Fi", "NB-IoT", "Bluetooth"]
+GATEWAY_NETWORKS = frozenset({"2G", "3G", "4G", "5G", "Wi-Fi"})
+BindingMode = Literal["multi", "alternate", "single"]
+DeviceState = Literal["inactive", "online", "offline", "disabled"]
+
+# NB-IoT eDRX cycles run from 20.48 s to 10485.76 s (3GPP TS 24.008).
+EDRX_MIN_S = 20.48
+EDRX_MAX_S = 10485.76
+
+
+def _i18n(value: Any) -> Any:
+    # A plain string is the common case in scripts and the CLI; EnOS sends the struct.
+    return {"defaultValue": value} if isinstance(value, str) else value
+
+
+class I18nString(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    defaultValue: str = Field(min_length=1, max_length=100)
+    i18nValue: dict[str, str] = Field(default_factory=dict)
+
+
+I18n = Annotated[I18nString, BeforeValidator(_i18n)]
+Tags = Annotated[dict[str, str], Field(max_length=100)]
+
+
+class PowerSaving(BaseModel):
+    """NB-IoT power-saving mode; `edrxCycle` (seconds) only with eDRX."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["PSM", "DRX", "eDRX"]
+    edrxCycle: float | None = None
+
+    @model_validator(mode="after")
+    def _cycle(self) -> PowerSaving:
+        if self.mode == "eDRX":
+            if self.edrxCycle is None:
+                raise ValueError("eDRX needs edrxCycle (seconds)")
+            if not EDRX_MIN_S <= self.edrxCycle <= EDRX_MAX_S:
+                raise ValueError(f"edrxCycle must be {EDRX_MIN_S} to {EDRX_MAX_S} seconds")
+        elif self.edrxCycle is not None:
+            raise ValueError(f"edrxCycle applies only to eDRX, not {self.mode}")
+        return self
+
+
+class GatewayDeviceRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    productKey: str
+    deviceKey: str
+
+
+class SpecifiedGateway(BaseModel):
+    """Which gateways a sub-device of this product may be added to and log in through."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    gatewayProductKeys: list[str] = Field(default_factory=list, max_length=100)
+    gatewayDevices: list[GatewayDeviceRef] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _named(self) -> SpecifiedGateway:
+        if self.enabled and not (self.gatewayProductKeys or self.gatewayDevices):
+            raise ValueError("an enabled specified gateway must name gateway products or devices")
+        return self
+
+
+class ProductSettings(BaseModel):
+    """Every setting of a product, validated as a whole (create, and update after merging)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    productName: I18n
+    productDesc: str = Field(default="", max_length=500)
+    productTags: Tags = Field(default_factory=dict)
+    category: str | None = Field(default=None, max_length=64)
+    deviceType: DeviceType = "direct"
+    networkMethod: NetworkMethod | None = None
+    dataFormat: Literal["Json", "Custom"] = "Json"
+    connectedPlatform: str | None = Field(default=None, max_length=64)
+    encryption: Literal["DTLS", "plaintext"] | None = None
+    powerSaving: PowerSaving | None = None
+    specifiedGateway: SpecifiedGateway = Field(default_factory=SpecifiedGateway)
+    gatewayAccessMode: Literal["proxy", "integration"] | None = None
+    dynamicGatewaySwitching: bool = True
+    bindingMode: BindingMode | None = None
+    sharingEnabled: bool = True
+    biDirectionalAuth: bool = False
+    dynamicActivateEnabled: bool = False
+    defaultValidDay: int = Field(default=730, ge=1, le=3650)
+    maxValidDay: int = Field(default=1095, ge=1, le=3650)
+    modelId: str
+    activationQuota: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _product_type(cls, data: Any) -> Any:
+        """EnOS's `productType` (Device, Gateway) and the `TSL` label are accepted on input."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        product_type = data.pop("productType", None)
+        if product_type is not None:
+            mapped = {"Device": "direct", "Gateway": "gateway"}.get(product_type)
+            if mapped is None:
+                raise ValueError(f"productType must be Device or Gateway, not {product_type!r}")
+            given = data.get("deviceType")
+            if (
+                given is not None
+                and given != mapped
+                and not (given == "subdevice" and mapped == "direct")
+            ):
+                raise ValueError(f"productType {product_type} contradicts deviceType {given}")
+            data.setdefault("deviceType", mapped)
+        if data.get("dataFormat") == "TSL":
+            data["dataFormat"] = "Json"
+        return data
+
+    @field_validator("modelId")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if not MODEL_ID.match(value):
+            raise ValueError("modelId must be 1 to 64 letters, digits or _-.")
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self) -> ProductSettings:
+        if self.defaultValidDay > self.maxValidDay:
+            raise ValueError(
+                f"defaultValidDay {self.defaultValidDay} is above maxValidDay {self.maxValidDay}"
+            )
+        gateway = self.deviceType == "gateway"
+        network = self.networkMethod
+        if gateway and network is not None and network not in GATEWAY_NETWORKS:
+            raise ValueError(f"a gateway's networkMethod must be 2G to 5G or Wi-Fi, not {network}")
+        nb_iot = self.networkMethod == "NB-IoT"
+        if self.encryption is not None and not nb_iot:
+            raise ValueError("encryption (DTLS or plaintext) applies only to NB-IoT products")
+        if self.powerSaving is not None and not nb_iot:
+            raise ValueError("powerSaving (PSM, DRX, eDRX) applies only to NB-IoT products")
+        if gateway and self.specifiedGateway.enabled:
+            raise ValueError("specifiedGateway applies to sub-device products, not gateways")
+        if not gateway and self.gatewayAccessMode is not None:
+            raise ValueError("gatewayAccessMode applies only to gateway products")
+        if gateway and self.gatewayAccessMode is None:
+            self.gatewayAccessMode = "proxy"
+        bluetooth = self.networkMethod == "Bluetooth"
+        if self.bindingMode is None:
+            self.bindingMode = "alternate" if bluetooth else "multi"
+        elif bluetooth and self.bindingMode == "multi":
+            raise ValueError("a Bluetooth product's bindingMode must be alternate or single")
+        return self
+
+    @property
+    def productType(self) -> str:
+        return "Gateway" if self.deviceType == "gateway" else "Device"
+
+
+class ProductCreate(ProductSettings):
+    """A create body: the settings, plus a fixed key and secret for provisioned set-ups."""
+
+    productKey: str | None = None
+    productSecret: str | None = None
+    # EnOS requires the field on create; gatehouse keeps the default (False) when absent.
+
+    @field_validator("productKey")
+    @classmethod
+    def _pk(cls, value: str | None) -> str | None:
+        if value is not None and not PRODUCT_KEY.match(value):
+            raise ValueError("productKey must be 4 to 32 letters, digits, '_' or '-'")
+        return value
+
+    @field_validator("productSecret")
+    @classmethod
+    def _ps(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET.match(value):
+            raise ValueError("productSecret must be 8 to 64 letters, digits, '_' or '-'")
+        return value
+
+    def settings(self) -> ProductSettings:
+        data = self.model_dump(exclude={"productKey", "productSecret"})
+        return ProductSettings.model_validate(data)
+
+
+class Product(BaseModel):
+    """A stored product."""
+
+    orgId: str
+    productKey: str
+    productSecret: str
+    settings: ProductSettings
+    createdAt: int
+
+    def view(self) -> dict[str, Any]:
+        """The API's view of a product (secret included: the caller owns it)."""
+        data = self.settings.model_dump(mode="json")
+        data.update(
+            productKey=self.productKey,
+            productSecret=self.productSecret,
+            productType=self.settings.productType,
+            orgId=self.orgId,
+            createdAt=self.createdAt,
+        )
+        return data
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    productKey: str
+    deviceName: I18n
+    timezone: str
+    deviceKey: str | None = None
+    deviceSecret: str | None = None
+    deviceDesc: str = Field(default="", max_length=500)
+    deviceAttributes: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    deviceTags: Tags = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if not TIMEZONE.match(value):
+            raise ValueError("timezone must look like +08:00 or -05:30")
+        return value
+
+    @field_validator("deviceKey")
+    @classmethod
+    def _device_key(cls, value: str | None) -> str | None:
+        if value is not None and not DEVICE_KEY.match(value):
+            raise ValueError("deviceKey must be 4 to 32 letters, digits, '_', '-' or '.'")
+        return value
+
+    @field_validator("deviceSecret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET.match(value):
+            raise ValueError("deviceSecret must be 8 to 64 letters, digits, '_' or '-'")
+        return value
+
+
+class DeviceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deviceName: I18n | None = None
+    timezone: str | None = None
+    deviceDesc: str | None = Field(default=None, max_length=500)
+    deviceAttributes: dict[str, Any] | None = Field(default=None, max_length=100)
+    deviceTags: Tags | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else DeviceCreate._timezone(value)
+
+
+class Device(BaseModel):
+    """A stored device; `state` is derived from the enabled, activated and online flags."""
+
+    orgId: str
+    productKey: str
+    deviceKey: str
+    deviceSecret: str
+    assetId: str
+    deviceName: I18nString
+    timezone: str
+    deviceDesc: str
+    deviceAttributes: dict[str, Any]
+    deviceTags: dict[str, str]
+    enabled: bool
+    online: bool
+    activatedAt: int | None
+    lastSeenAt: int | None
+    createdAt: int
+
+    @property
+    def state(self) -> DeviceState:
+        if not self.enabled:
+            return "disabled"
+        if self.online:
+            return "online"
+        return "offline" if self.activatedAt is not None else "inactive"
+
+    def view(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"deviceSecret", "orgId"})
+        data["state"] = self.state
+        return data
+
+    def credentials(self) -> dict[str, str]:
+        return {
+            "productKey": self.productKey,
+            "deviceKey": self.deviceKey,
+            "deviceSecret": self.deviceSecret,
+            "assetId": self.assetId,
+        }
+
+
+class ThingModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    modelId: str
+    name: str = Field(default="", max_length=100)
+    desc: str = Field(default="", max_length=500)
+    tsl: dict[str, Any]
+
+    @field_validator("modelId")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if not MODEL_ID.match(value):
+            raise ValueError("modelId must be 1 to 64 letters, digits or _-.")
+        return value
+
+
+class ThingModel(BaseModel):
+    orgId: str
+    modelId: str
+    name: str
+    desc: str
+    tsl: dict[str, Any]
+    createdAt: int
+
+    def view(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"orgId"})
+
+
+class Organization(BaseModel):
+    orgId: str
+    name: str
+    accessKey: str
+    secretHash: str
+    admin: bool
+    createdAt: int
+
+
+class Binding(BaseModel):
+    productKey: str
+    deviceKey: str
+    userId: str
+    role: Literal["owner", "shared"]
+    sharedBy: str | None = None
+    createdAt: int
+
+
+class Topology(BaseModel):
+    gatewayProductKey: str
+    gatewayDeviceKey: str
+    productKey: str
+    deviceKey: str
+    createdAt: int
+
+
+class ProductStats(BaseModel):
+    productKey: str
+    total: int
+    activated: int
+    online: int

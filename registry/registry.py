@@ -1,0 +1,497 @@
+"""The registry's rules: every operation on organisations, models, products, devices,
+bindings and topology, scoped to the organisation that asks.
+
+Inputs arrive as plain dicts (API bodies, provisioning files) and are validated here
+with the models in `registry.models`, so every face gets the same checks and messages.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from registry import ids
+from registry.errors import (
+    Conflict,
+    DeviceKeyExists,
+    DeviceLimitExceeded,
+    Forbidden,
+    InvalidArgument,
+    NotFound,
+    Unauthorized,
+)
+from registry.models import (
+    Binding,
+    Device,
+    DeviceCreate,
+    DeviceUpdate,
+    Organization,
+    Product,
+    ProductCreate,
+    ProductSettings,
+    ProductStats,
+    ThingModel,
+    ThingModelCreate,
+    Topology,
+)
+from registry.sqlite import SqliteStore
+from registry.tsl import CompiledModel, compile_model
+
+M = TypeVar("M", bound=BaseModel)
+USER_ID = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
+MAX_BATCH = 50_000
+
+
+def validate(model: type[M], data: Any, what: str) -> M:
+    """Validate with pydantic and turn its errors into one readable InvalidArgument."""
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"{what} must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidArgument(describe_errors(exc, what)) from None
+
+
+def describe_errors(exc: ValidationError, what: str) -> str:
+    """`what.field: message` for each of the first few errors."""
+    parts = []
+    for error in exc.errors()[:5]:
+        location = ".".join([what, *(str(p) for p in error["loc"])])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "not a known field"
+        parts.append(f"{location}: {message}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    number: int = 1
+    size: int = 100
+
+    @classmethod
+    def of(cls, number: Any, size: Any) -> Page:
+        try:
+            page = cls(int(number or 1), int(size or 100))
+        except (TypeError, ValueError):
+            raise InvalidArgument("pageNo and pageSize must be whole numbers") from None
+        if page.number < 1 or not 1 <= page.size <= 1000:
+            raise InvalidArgument("pageNo must be 1 or more, and pageSize 1 to 1000")
+        return page
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
+class Registry:
+    def __init__(self, store: SqliteStore, *, max_devices_per_product: int = 10_000) -> None:
+        self.store = store
+        self.max_devices_per_product = max_devices_per_product
+        self._compiled: dict[tuple[str, str], CompiledModel] = {}
+
+    # ------------------------------------------------------------------ organizations
+
+    async def create_org(
+        self,
+        name: str,
+        *,
+        org_id: str | None = None,
+        access_key: str | None = None,
+        access_secret: str | None = None,
+        admin: bool = False,
+    ) -> tuple[Organization, str]:
+        """Create an organisation; returns it and its access secret (shown only now)."""
+        secret = access_secret or ids.access_secret()
+        org = Organization(
+            orgId=org_id or ids.org_id(),
+            name=name,
+            accessKey=access_key or ids.access_key(),
+            secretHash=ids.hash_secret(secret),
+            admin=admin,
+            createdAt=ids.now_ms(),
+        )
+        try:
+            await self.store.insert_org(org)
+        except sqlite3.IntegrityError:
+            raise Conflict("an organisation with that id or access key exists") from None
+        return org, secret
+
+    async def authenticate(self, access_key: str, access_secret: str) -> Organization:
+        org = await self.store.get_org_by_access_key(access_key)
+        if org is None or not ids.secret_matches(access_secret, org.secretHash):
+            raise Unauthorized("wrong access key or secret")
+        return org
+
+    async def has_orgs(self) -> bool:
+        return await self.store.count_orgs() > 0
+
+    # ------------------------------------------------------------------ thing models
+
+    async def create_model(self, org_id: str, body: Any) -> ThingModel:
+        spec = validate(ThingModelCreate, body, "thing model")
+        compiled = compile_model(spec.tsl)
+        if await self.store.get_model(org_id, spec.modelId) is not None:
+            raise Conflict(f"thing model {spec.modelId!r} exists")
+        model = ThingModel(
+            orgId=org_id,
+            modelId=spec.modelId,
+            name=spec.name or spec.modelId,
+            desc=spec.desc,
+            tsl=spec.tsl,
+            createdAt=ids.now_ms(),
+        )
+        await self.store.insert_model(model)
+        self._compiled[(org_id, spec.modelId)] = compiled
+        return model
+
+    async def update_model(self, org_id: str, body: Any) -> ThingModel:
+        spec = validate(ThingModelCreate, body, "thing model")
+        compiled = compile_model(spec.tsl)
+        old = await self.get_model(org_id, spec.modelId)
+        model = old.model_copy(
+            update={"name": spec.name or old.name, "desc": spec.desc, "tsl": spec.tsl}
+        )
+        await self.store.replace_model(model)
+        self._compiled[(org_id, spec.modelId)] = compiled
+        return model
+
+    async def get_model(self, org_id: str, model_id: str) -> ThingModel:
+        model = await self.store.get_model(org_id, model_id)
+        if model is None:
+            raise NotFound(f"thing model {model_id!r} does not exist")
+        return model
+
+    async def list_models(self, org_id: str, page: Page) -> list[ThingModel]:
+        return await self.store.list_models(org_id, page.offset, page.size)
+
+    async def delete_model(self, org_id: str, model_id: str) -> None:
+        await self.get_model(org_id, model_id)
+        users = await self.store.products_using_model(org_id, model_id)
+        if users:
+            raise Conflict(
+                f"thing model {model_id!r} is used by products {', '.join(users[:10])};"
+                " change or delete them first"
+            )
+        await self.store.delete_model(org_id, model_id)
+        self._compiled.pop((org_id, model_id), None)
+
+    async def compiled_model(self, org_id: str, model_id: str) -> CompiledModel:
+        """The model compiled once and cached: the router's hot path reads this."""
+        key = (org_id, model_id)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = compile_model((await self.get_model(org_id, model_id)).tsl)
+            self._compiled[key] = compiled
+        return compiled
+
+    # ------------------------------------------------------------------ products
+
+    async def create_product(self, org_id: str, body: Any) -> Product:
+        spec = validate(ProductCreate, body, "product")
+        settings = spec.settings()
+        await self._check_settings(org_id, settings, product_key=None)
+        product_key = spec.productKey or ids.product_key()
+        if spec.productKey and await self.store.get_product(product_key) is not None:
+            raise Conflict(f"productKey {product_key!r} is taken")
+        product = Product(
+            orgId=org_id,
+            productKey=product_key,
+            productSecret=spec.productSecret or ids.product_secret(),
+            settings=settings,
+            createdAt=ids.now_ms(),
+        )
+        try:
+            await self.store.insert_product(product)
+        except sqlite3.IntegrityError:
+            # A race on the name or (once in 10^17) on a generated key.
+            raise Conflict("a product with that name or key exists") from None
+        return product
+
+    async def _check_settings(
+        self, org_id: str, settings: ProductSettings, *, product_key: str | None
+    ) -> None:
+        """The rules that need the database: names, models, named gateways."""
+        name = settings.productName.defaultValue
+        holder = await self.store.product_named(org_id, name)
+        if holder is not None and holder != product_key:
+            raise Conflict(f"a product named {name!r} exists ({holder})")
+        if await self.store.get_model(org_id, settings.modelId) is None:
+            raise InvalidArgument(
+                f"modelId {settings.modelId!r} does not exist; create the thing model first"
+            )
+        for gateway_pk in settings.specifiedGateway.gatewayProductKeys:
+            gateway = await self.store.get_product(gateway_pk)
+            if gateway is None or gateway.orgId != org_id:
+                raise InvalidArgument(f"specifiedGateway: product {gateway_pk!r} does not exist")
+            if gateway.settings.deviceType != "gateway":
+                raise InvalidArgument(f"specifiedGateway: product {gateway_pk!r} is not a gateway")
+        for ref in settings.specifiedGateway.gatewayDevices:
+            device = await self.store.get_device(ref.productKey, ref.deviceKey)
+            owner = await self.store.get_product(ref.productKey)
+            if device is None or owner is None or owner.orgId != org_id:
+                raise InvalidArgument(
+                    f"specifiedGateway: device {ref.productKey}/{ref.deviceKey} does not exist"
+                )
+            if owner.settings.deviceType != "gateway":
+                raise InvalidArgument(
+                    f"specifiedGateway: device {ref.productKey}/{ref.deviceKey} is not a gateway"
+                )
+
+    async def get_product(self, org_id: str, product_key: str) -> Product:
+        product = await self.store.get_product(product_key)
+        if product is None or product.orgId != org_id:
+            raise NotFound(f"product {product_key!r} does not exist")
+        return product
+
+    async def list_products(self, org_id: str, page: Page) -> tuple[list[Product], int]:
+        products = await self.store.list_products(org_id, page.offset, page.size)
+        return products, await self.store.count_products(org_id)
+
+    async def update_product(self, org_id: str, product_key: str, changes: Any) -> Product:
+        product = await self.get_product(org_id, product_key)
+        if not isinstance(changes, Mapping):
+            raise InvalidArgument("product update must be a JSON object")
+        for fixed in ("productKey", "productSecret"):
+            if fixed in changes:
+                raise InvalidArgument(f"{fixed} cannot change")
+        merged = product.settings.model_dump(mode="json")
+        # Settings whose default follows another setting are re-derived when that one changes.
+        type_changes = "productType" in changes or "deviceType" in changes
+        if "productType" in changes and "deviceType" not in changes:
+            merged.pop("deviceType")
+        if type_changes and "gatewayAccessMode" not in changes:
+            merged.pop("gatewayAccessMode")
+        if "networkMethod" in changes and "bindingMode" not in changes:
+            merged.pop("bindingMode")
+        merged.update(changes)
+        settings = validate(ProductSettings, merged, "product")
+        await self._check_settings(org_id, settings, product_key=product_key)
+        old = product.settings
+        has_devices = await self.store.count_devices(product_key) > 0
+        if settings.deviceType != old.deviceType and has_devices:
+            raise Conflict("deviceType cannot change while the product has devices")
+        if (
+            old.bindingMode == "multi"
+            and settings.bindingMode != "multi"
+            and await self.store.devices_with_owners(product_key, 2) > 0
+        ):
+            raise Conflict(
+                "bindingMode multi cannot change while a device has two or more bound users;"
+                " unbind them first"
+            )
+        updated = product.model_copy(update={"settings": settings})
+        await self.store.replace_product(updated)
+        return updated
+
+    async def delete_product(self, org_id: str, product_key: str) -> None:
+        await self.get_product(org_id, product_key)
+        count = await self.store.count_devices(product_key)
+        if count:
+            raise Conflict(f"product {product_key!r} has {count} devices; delete them first")
+        await self.store.delete_product(product_key)
+
+    async def product_stats(self, org_id: str, product_key: str) -> ProductStats:
+        await self.get_product(org_id, product_key)
+        return await self.store.product_stats(product_key)
+
+    # ------------------------------------------------------------------ devices
+
+    async def create_devices(self, org_id: str, bodies: Sequence[Any]) -> list[Device]:
+        """Create devices, all or nothing; a fault names the entry it is in."""
+        if not 1 <= len(bodies) <= MAX_BATCH:
+            raise InvalidArgument(f"give 1 to {MAX_BATCH} devices at once, not {len(bodies)}")
+        batch = len(bodies) > 1
+        specs: list[DeviceCreate] = []
+        for index, body in enumerate(bodies):
+            where = f"deviceList[{index}]" if batch else "device"
+            specs.append(validate(DeviceCreate, body, where))
+        products: dict[str, Product] = {}
+        for spec in specs:
+            if spec.productKey not in products:
+                products[spec.productKey] = await self.get_product(org_id, spec.productKey)
+        now = ids.now_ms()
+        devices = [
+            Device(
+                orgId=org_id,
+                productKey=spec.productKey,
+                deviceKey=spec.deviceKey or ids.device_key(),
+                deviceSecret=spec.deviceSecret or ids.device_secret(),
+                assetId=ids.asset_id(),
+                deviceName=spec.deviceName,
+                timezone=spec.timezone,
+                deviceDesc=spec.deviceDesc,
+                deviceAttributes=spec.deviceAttributes,
+                deviceTags=spec.deviceTags,
+                enabled=True,
+                online=False,
+                activatedAt=None,
+                lastSeenAt=None,
+                createdAt=now,
+            )
+            for spec in specs
+        ]
+        await self._check_new_keys(devices)
+        try:
+            await self.store.insert_devices(devices)
+        except sqlite3.IntegrityError:
+            raise DeviceKeyExists("a deviceKey in the request exists already") from None
+        return devices
+
+    async def _check_new_keys(self, devices: Sequence[Device]) -> None:
+        per_product: dict[str, list[str]] = {}
+        for device in devices:
+            per_product.setdefault(device.productKey, []).append(device.deviceKey)
+        for product_key, keys in per_product.items():
+            if len(set(keys)) != len(keys):
+                raise DeviceKeyExists(f"a deviceKey appears twice in the request ({product_key})")
+            taken = await self.store.existing_device_keys(product_key, keys)
+            if taken:
+                shown = ", ".join(sorted(taken)[:5])
+                raise DeviceKeyExists(f"deviceKey exists in product {product_key}: {shown}")
+            count = await self.store.count_devices(product_key)
+            if count + len(keys) > self.max_devices_per_product:
+                raise DeviceLimitExceeded(
+                    f"product {product_key} would have {count + len(keys)} devices;"
+                    f" the limit is {self.max_devices_per_product}"
+                )
+
+    async def get_device(
+        self,
+        org_id: str,
+        product_key: str | None = None,
+        device_key: str | None = None,
+        asset_id: str | None = None,
+    ) -> Device:
+        """Find a device by productKey and deviceKey, or by assetId."""
+        if asset_id:
+            device = await self.store.get_device_by_asset(asset_id)
+            label = f"assetId {asset_id!r}"
+        elif product_key and device_key:
+            device = await self.store.get_device(product_key, device_key)
+            label = f"device {product_key}/{device_key}"
+        else:
+            raise InvalidArgument("name the device by productKey and deviceKey, or by assetId")
+        if device is None or device.orgId != org_id:
+            raise NotFound(f"{label} does not exist")
+        return device
+
+    async def list_devices(
+        self, org_id: str, product_key: str, page: Page
+    ) -> tuple[list[Device], int]:
+        await self.get_product(org_id, product_key)
+        devices = await self.store.list_devices(product_key, page.offset, page.size)
+        return devices, await self.store.count_devices(product_key)
+
+    async def update_device(self, device: Device, changes: Any) -> Device:
+        update = validate(DeviceUpdate, changes, "device update")
+        changed = {
+            name: getattr(update, name)
+            for name in update.model_fields_set
+            if getattr(update, name) is not None
+        }
+        updated = device.model_copy(update=changed)
+        await self.store.replace_device(updated)
+        return updated
+
+    async def set_enabled(self, device: Device, enabled: bool) -> Device:
+        updated = device.model_copy(update={"enabled": enabled})
+        await self.store.replace_device(updated)
+        return updated
+
+    async def delete_device(self, device: Device) -> None:
+        await self.store.delete_device(device.productKey, device.deviceKey)
+
+    # ------------------------------------------------------------------ bindings
+
+    async def bind(self, device: Device, user_id: str) -> Binding:
+        product = await self._binding_product(device, user_id)
+        bindings = await self.store.list_bindings(device.productKey, device.deviceKey)
+        if any(b.userId == user_id for b in bindings):
+            raise Conflict(f"user {user_id!r} is bound to this device already")
+        owners = [b.userId for b in bindings if b.role == "owner"]
+        mode = product.settings.bindingMode
+        if mode == "single" and owners:
+            raise Conflict(
+                "the product's bindingMode is single and the device is bound to another user;"
+                " that user must unbind first"
+            )
+        binding = Binding(
+            productKey=device.productKey,
+            deviceKey=device.deviceKey,
+            userId=user_id,
+            role="owner",
+            createdAt=ids.now_ms(),
+        )
+        # alternate: the newcomer replaces whoever was bound (and whom they shared with).
+        replaced = owners if mode == "alternate" else []
+        await self.store.replace_bindings(device.productKey, device.deviceKey, replaced, binding)
+        return binding
+
+    async def share(self, device: Device, owner_id: str, user_id: str) -> Binding:
+        product = await self._binding_product(device, user_id)
+        if not product.settings.sharingEnabled:
+            raise Forbidden("device sharing is off for this product")
+        bindings = await self.store.list_bindings(device.productKey, device.deviceKey)
+        if not any(b.userId == owner_id and b.role == "owner" for b in bindings):
+            raise Forbidden(f"user {owner_id!r} is not bound to this device as an owner")
+        if any(b.userId == user_id for b in bindings):
+            raise Conflict(f"user {user_id!r} has this device already")
+        binding = Binding(
+            productKey=device.productKey,
+            deviceKey=device.deviceKey,
+            userId=user_id,
+            role="shared",
+            sharedBy=owner_id,
+            createdAt=ids.now_ms(),
+        )
+        await self.store.replace_bindings(device.productKey, device.deviceKey, [], binding)
+        return binding
+
+    async def unbind(self, device: Device, user_id: str) -> None:
+        bindings = await self.store.list_bindings(device.productKey, device.deviceKey)
+        if not any(b.userId == user_id for b in bindings):
+            raise NotFound(f"user {user_id!r} is not bound to this device")
+        await self.store.replace_bindings(device.productKey, device.deviceKey, [user_id], None)
+
+    async def list_bindings(self, device: Device) -> list[Binding]:
+        return await self.store.list_bindings(device.productKey, device.deviceKey)
+
+    async def _binding_product(self, device: Device, user_id: str) -> Product:
+        if not USER_ID.match(user_id):
+            raise InvalidArgument("userId must be 1 to 64 letters, digits or _.@-")
+        return await self.get_product(device.orgId, device.productKey)
+
+    # ------------------------------------------------------------------ topology records
+
+    async def attach(self, gateway: Device, sub: Device) -> Topology:
+        """Record sub under gateway; the gateway issue adds the live rules around it."""
+        gateway_product = await self.get_product(gateway.orgId, gateway.productKey)
+        sub_product = await self.get_product(sub.orgId, sub.productKey)
+        if gateway_product.settings.deviceType != "gateway":
+            raise InvalidArgument(f"{gateway.productKey}/{gateway.deviceKey} is not a gateway")
+        if sub_product.settings.deviceType == "gateway":
+            raise InvalidArgument("a gateway cannot be a sub-device")
+        topo = Topology(
+            gatewayProductKey=gateway.productKey,
+            gatewayDeviceKey=gateway.deviceKey,
+            productKey=sub.productKey,
+            deviceKey=sub.deviceKey,
+            createdAt=ids.now_ms(),
+        )
+        await self.store.put_topology(topo)
+        return topo
+
+    async def detach(self, sub: Device) -> bool:
+        return await self.store.delete_topology(sub.productKey, sub.deviceKey)
+
+    async def sub_devices(self, gateway: Device) -> list[Topology]:
+        return await self.store.list_topology(gateway.productKey, gateway.deviceKey)
+
+    async def gateway_of(self, sub: Device) -> Topology | None:
+        return await self.store.get_topology(sub.productKey, sub.deviceKey)

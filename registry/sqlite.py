@@ -1,0 +1,477 @@
+"""The embedded store: SQLite through aiosqlite, in WAL mode, with versioned migrations.
+
+It only reads and writes records; every rule lives in `registry.registry`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from registry.migrations import MIGRATIONS
+from registry.models import (
+    Binding,
+    Device,
+    I18nString,
+    Organization,
+    Product,
+    ProductSettings,
+    ProductStats,
+    ThingModel,
+    Topology,
+)
+
+DEVICE_COLUMNS = (
+    "org_id, product_key, device_key, device_secret, asset_id, name, timezone, description,"
+    " attributes, tags, enabled, online, activated_at, last_seen_at, created_at"
+)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _device(row: sqlite3.Row) -> Device:
+    return Device(
+        orgId=row["org_id"],
+        productKey=row["product_key"],
+        deviceKey=row["device_key"],
+        deviceSecret=row["device_secret"],
+        assetId=row["asset_id"],
+        deviceName=I18nString.model_validate(orjson.loads(row["name"])),
+        timezone=row["timezone"],
+        deviceDesc=row["description"],
+        deviceAttributes=orjson.loads(row["attributes"]),
+        deviceTags=orjson.loads(row["tags"]),
+        enabled=bool(row["enabled"]),
+        online=bool(row["online"]),
+        activatedAt=row["activated_at"],
+        lastSeenAt=row["last_seen_at"],
+        createdAt=row["created_at"],
+    )
+
+
+def _product(row: sqlite3.Row) -> Product:
+    return Product(
+        orgId=row["org_id"],
+        productKey=row["product_key"],
+        productSecret=row["product_secret"],
+        settings=ProductSettings.model_validate(orjson.loads(row["settings"])),
+        createdAt=row["created_at"],
+    )
+
+
+def _model(row: sqlite3.Row) -> ThingModel:
+    return ThingModel(
+        orgId=row["org_id"],
+        modelId=row["model_id"],
+        name=row["name"],
+        desc=row["description"],
+        tsl=orjson.loads(row["tsl"]),
+        createdAt=row["created_at"],
+    )
+
+
+def _org(row: sqlite3.Row) -> Organization:
+    return Organization(
+        orgId=row["org_id"],
+        name=row["name"],
+        accessKey=row["access_key"],
+        secretHash=row["secret_hash"],
+        admin=bool(row["admin"]),
+        createdAt=row["created_at"],
+    )
+
+
+class SqliteStore:
+    """One aiosqlite connection; aiosqlite runs each call on its own thread, in order."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._db = await aiosqlite.connect(self._path)
+        self._db.row_factory = sqlite3.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"the database is at schema {version}, newer than this gatehouse knows"
+                f" ({len(MIGRATIONS)}); upgrade gatehouse"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self.db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self.db.execute(sql, args) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, args) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cursor = await self.db.execute(sql, args)
+        await self.db.commit()
+        return cursor.rowcount
+
+    # ------------------------------------------------------------------ organizations
+
+    async def insert_org(self, org: Organization) -> None:
+        await self._write(
+            "INSERT INTO organizations VALUES (?, ?, ?, ?, ?, ?)",
+            (org.orgId, org.name, org.accessKey, org.secretHash, int(org.admin), org.createdAt),
+        )
+
+    async def get_org(self, org_id: str) -> Organization | None:
+        row = await self._one("SELECT * FROM organizations WHERE org_id = ?", (org_id,))
+        return _org(row) if row else None
+
+    async def get_org_by_access_key(self, access_key: str) -> Organization | None:
+        row = await self._one("SELECT * FROM organizations WHERE access_key = ?", (access_key,))
+        return _org(row) if row else None
+
+    async def admin_org(self) -> Organization | None:
+        row = await self._one("SELECT * FROM organizations WHERE admin = 1 ORDER BY created_at")
+        return _org(row) if row else None
+
+    async def count_orgs(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM organizations")
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ thing models
+
+    async def insert_model(self, model: ThingModel) -> None:
+        await self._write(
+            "INSERT INTO thing_models VALUES (?, ?, ?, ?, ?, ?)",
+            (model.orgId, model.modelId, model.name, model.desc, _json(model.tsl), model.createdAt),
+        )
+
+    async def replace_model(self, model: ThingModel) -> None:
+        await self._write(
+            "UPDATE thing_models SET name = ?, description = ?, tsl = ?"
+            " WHERE org_id = ? AND model_id = ?",
+            (model.name, model.desc, _json(model.tsl), model.orgId, model.modelId),
+        )
+
+    async def get_model(self, org_id: str, model_id: str) -> ThingModel | None:
+        row = await self._one(
+            "SELECT * FROM thing_models WHERE org_id = ? AND model_id = ?", (org_id, model_id)
+        )
+        return _model(row) if row else None
+
+    async def list_models(self, org_id: str, offset: int, limit: int) -> list[ThingModel]:
+        rows = await self._all(
+            "SELECT * FROM thing_models WHERE org_id = ? ORDER BY model_id LIMIT ? OFFSET ?",
+            (org_id, limit, offset),
+        )
+        return [_model(r) for r in rows]
+
+    async def delete_model(self, org_id: str, model_id: str) -> bool:
+        return (
+            await self._write(
+                "DELETE FROM thing_models WHERE org_id = ? AND model_id = ?", (org_id, model_id)
+            )
+            > 0
+        )
+
+    async def products_using_model(self, org_id: str, model_id: str) -> list[str]:
+        rows = await self._all(
+            "SELECT product_key FROM products WHERE org_id = ? AND model_id = ?", (org_id, model_id)
+        )
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ products
+
+    async def insert_product(self, product: Product) -> None:
+        await self._write(
+            "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._product_row(product),
+        )
+
+    async def replace_product(self, product: Product) -> None:
+        await self._write(
+            "UPDATE products SET name = ?, model_id = ?, settings = ? WHERE product_key = ?",
+            (
+                product.settings.productName.defaultValue,
+                product.settings.modelId,
+                product.settings.model_dump_json(),
+                product.productKey,
+            ),
+        )
+
+    @staticmethod
+    def _product_row(product: Product) -> tuple[Any, ...]:
+        return (
+            product.productKey,
+            product.orgId,
+            product.settings.productName.defaultValue,
+            product.settings.modelId,
+            product.productSecret,
+            product.settings.model_dump_json(),
+            product.createdAt,
+        )
+
+    async def get_product(self, product_key: str) -> Product | None:
+        row = await self._one("SELECT * FROM products WHERE product_key = ?", (product_key,))
+        return _product(row) if row else None
+
+    async def product_named(self, org_id: str, name: str) -> str | None:
+        row = await self._one(
+            "SELECT product_key FROM products WHERE org_id = ? AND name = ?", (org_id, name)
+        )
+        return str(row[0]) if row else None
+
+    async def list_products(self, org_id: str, offset: int, limit: int) -> list[Product]:
+        rows = await self._all(
+            "SELECT * FROM products WHERE org_id = ? ORDER BY rowid LIMIT ? OFFSET ?",
+            (org_id, limit, offset),
+        )
+        return [_product(r) for r in rows]
+
+    async def count_products(self, org_id: str) -> int:
+        row = await self._one("SELECT COUNT(*) FROM products WHERE org_id = ?", (org_id,))
+        return int(row[0]) if row else 0
+
+    async def delete_product(self, product_key: str) -> None:
+        await self._write("DELETE FROM products WHERE product_key = ?", (product_key,))
+
+    # ------------------------------------------------------------------ devices
+
+    async def insert_devices(self, devices: Iterable[Device]) -> None:
+        """All or nothing: one transaction, one executemany."""
+        rows = [
+            (
+                d.orgId,
+                d.productKey,
+                d.deviceKey,
+                d.deviceSecret,
+                d.assetId,
+                d.deviceName.model_dump_json(),
+                d.timezone,
+                d.deviceDesc,
+                _json(d.deviceAttributes),
+                _json(d.deviceTags),
+                int(d.enabled),
+                int(d.online),
+                d.activatedAt,
+                d.lastSeenAt,
+                d.createdAt,
+            )
+            for d in devices
+        ]
+        try:
+            await self.db.executemany(
+                f"INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
+                rows,
+            )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+
+    async def get_device(self, product_key: str, device_key: str) -> Device | None:
+        row = await self._one(
+            "SELECT * FROM devices WHERE product_key = ? AND device_key = ?",
+            (product_key, device_key),
+        )
+        return _device(row) if row else None
+
+    async def get_device_by_asset(self, asset_id: str) -> Device | None:
+        row = await self._one("SELECT * FROM devices WHERE asset_id = ?", (asset_id,))
+        return _device(row) if row else None
+
+    async def list_devices(self, product_key: str, offset: int, limit: int) -> list[Device]:
+        rows = await self._all(
+            "SELECT * FROM devices WHERE product_key = ? ORDER BY rowid LIMIT ? OFFSET ?",
+            (product_key, limit, offset),
+        )
+        return [_device(r) for r in rows]
+
+    async def count_devices(self, product_key: str) -> int:
+        row = await self._one("SELECT COUNT(*) FROM devices WHERE product_key = ?", (product_key,))
+        return int(row[0]) if row else 0
+
+    async def existing_device_keys(self, product_key: str, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        # SQLite caps bound variables; ask in slices.
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            rows = await self._all(
+                f"SELECT device_key FROM devices WHERE product_key = ? AND device_key IN ({marks})",  # noqa: S608
+                (product_key, *part),
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    async def replace_device(self, device: Device) -> None:
+        await self._write(
+            "UPDATE devices SET name = ?, timezone = ?, description = ?, attributes = ?, tags = ?,"
+            " enabled = ?, online = ?, activated_at = ?, last_seen_at = ?"
+            " WHERE product_key = ? AND device_key = ?",
+            (
+                device.deviceName.model_dump_json(),
+                device.timezone,
+                device.deviceDesc,
+                _json(device.deviceAttributes),
+                _json(device.deviceTags),
+                int(device.enabled),
+                int(device.online),
+                device.activatedAt,
+                device.lastSeenAt,
+                device.productKey,
+                device.deviceKey,
+            ),
+        )
+
+    async def delete_device(self, product_key: str, device_key: str) -> None:
+        await self._write(
+            "DELETE FROM devices WHERE product_key = ? AND device_key = ?",
+            (product_key, device_key),
+        )
+
+    async def product_stats(self, product_key: str) -> ProductStats:
+        row = await self._one(
+            "SELECT COUNT(*), COUNT(activated_at), COALESCE(SUM(online), 0)"
+            " FROM devices WHERE product_key = ?",
+            (product_key,),
+        )
+        total, activated, online = (int(v) for v in row) if row else (0, 0, 0)
+        return ProductStats(productKey=product_key, total=total, activated=activated, online=online)
+
+    # ------------------------------------------------------------------ bindings
+
+    async def list_bindings(self, product_key: str, device_key: str) -> list[Binding]:
+        rows = await self._all(
+            "SELECT * FROM bindings WHERE product_key = ? AND device_key = ? ORDER BY created_at",
+            (product_key, device_key),
+        )
+        return [
+            Binding(
+                productKey=r["product_key"],
+                deviceKey=r["device_key"],
+                userId=r["user_id"],
+                role=r["role"],
+                sharedBy=r["shared_by"],
+                createdAt=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def replace_bindings(
+        self, product_key: str, device_key: str, remove: Sequence[str], add: Binding | None
+    ) -> None:
+        """Remove some users' bindings and add one, in one transaction."""
+        try:
+            for user_id in remove:
+                await self.db.execute(
+                    "DELETE FROM bindings WHERE product_key = ? AND device_key = ?"
+                    " AND (user_id = ? OR shared_by = ?)",
+                    (product_key, device_key, user_id, user_id),
+                )
+            if add is not None:
+                await self.db.execute(
+                    "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        add.productKey,
+                        add.deviceKey,
+                        add.userId,
+                        add.role,
+                        add.sharedBy,
+                        add.createdAt,
+                    ),
+                )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+
+    async def devices_with_owners(self, product_key: str, at_least: int) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM (SELECT device_key FROM bindings"
+            " WHERE product_key = ? AND role = 'owner'"
+            " GROUP BY device_key HAVING COUNT(*) >= ?)",
+            (product_key, at_least),
+        )
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ topology
+
+    async def put_topology(self, topo: Topology) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO topology VALUES (?, ?, ?, ?, ?)",
+            (
+                topo.productKey,
+                topo.deviceKey,
+                topo.gatewayProductKey,
+                topo.gatewayDeviceKey,
+                topo.createdAt,
+            ),
+        )
+
+    async def get_topology(self, product_key: str, device_key: str) -> Topology | None:
+        row = await self._one(
+            "SELECT * FROM topology WHERE product_key = ? AND device_key = ?",
+            (product_key, device_key),
+        )
+        return self._topology(row) if row else None
+
+    async def list_topology(self, gateway_pk: str, gateway_dk: str) -> list[Topology]:
+        rows = await self._all(
+            "SELECT * FROM topology WHERE gateway_product_key = ? AND gateway_device_key = ?"
+            " ORDER BY created_at",
+            (gateway_pk, gateway_dk),
+        )
+        return [self._topology(r) for r in rows]
+
+    async def delete_topology(self, product_key: str, device_key: str) -> bool:
+        return (
+            await self._write(
+                "DELETE FROM topology WHERE product_key = ? AND device_key = ?",
+                (product_key, device_key),
+            )
+            > 0
+        )
+
+    @staticmethod
+    def _topology(row: sqlite3.Row) -> Topology:
+        return Topology(
+            productKey=row["product_key"],
+            deviceKey=row["device_key"],
+            gatewayProductKey=row["gateway_product_key"],
+            gatewayDeviceKey=row["gateway_device_key"],
+            createdAt=row["created_at"],
+        )

@@ -1,0 +1,135 @@
+"""A real `gatehouse serve` in a subprocess on free loopback ports, for integration tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API = "/connect-service/v2.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def code(self) -> int:
+        code: int = self.body["code"]
+        return code
+
+    @property
+    def data(self) -> Any:
+        assert self.status == 200 and self.code == 0, f"expected success, got {self}"
+        return self.body["data"]
+
+    def ok(self) -> Any:
+        """Assert success and return the data: for calls made for their effect."""
+        return self.data
+
+    @property
+    def msg(self) -> str:
+        msg: str = self.body["msg"]
+        return msg
+
+
+@dataclass
+class Gatehouse:
+    data_dir: Path
+    org_id: str = field(default_factory=lambda: "org" + secrets.token_hex(4))
+    access_key: str = field(default_factory=lambda: "ak" + secrets.token_hex(8))
+    access_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    http_port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "GATEHOUSE_ORG_ID": self.org_id,
+            "GATEHOUSE_ACCESS_KEY": self.access_key,
+            "GATEHOUSE_ACCESS_SECRET": self.access_secret,
+            "GATEHOUSE_URL": self.url,
+        }
+
+    def start(self, timeout: float = 20.0) -> Gatehouse:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir.parent / f"gatehouse-{self.http_port}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--http-port",
+            str(self.http_port),
+            *self.extra_args,
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gatehouse exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gatehouse did not answer within {timeout} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def client(self, key: str | None = None, secret: str | None = None) -> Api:
+        return Api(self.url, key or self.access_key, secret or self.access_secret, self.org_id)
+
+
+class Api:
+    """Raw HTTP calls that keep the status and the whole envelope, for assertions."""
+
+    def __init__(self, url: str, key: str, secret: str, org_id: str | None) -> None:
+        self.http = httpx.Client(base_url=url, auth=(key, secret), timeout=60)
+        self.org_id = org_id
+
+    def __call__(self, resource: str, action: str, body: Any = None, **query: Any) -> Reply:
+        params = {"action": action, **query}
+        if self.org_id and "orgId" not in params:
+            params["orgId"] = self.org_id
+        response = self.http.post(f"{API}/{resource}", params=params, json=body)
+        return Reply(response.status_code, response.json())

@@ -1,0 +1,254 @@
+"""`gatehouse serve` itself: first start, credentials, restarts, provisioning, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import THERMOSTAT_TSL
+from tests.server import Api, Gatehouse
+
+PROVISION = """
+[[models]]
+modelId = "thermo"
+name = "Thermostat"
+tslFile = "thermo.json"
+
+[[products]]
+productKey = "thermoPK01"
+productSecret = "productsecret01"
+productName = "Thermostats"
+modelId = "thermo"
+networkMethod = "Wi-Fi"
+
+[[products.devices]]
+deviceKey = "living-room"
+deviceSecret = "flashedSecret001"
+
+[[products.devices]]
+deviceKey = "bedroom"
+
+[[products]]
+productName = "Hubs"
+productType = "Gateway"
+modelId = "thermo"
+"""
+
+
+def run_cli(
+    server: Gatehouse, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_restart_keeps_everything(new_gatehouse: Callable[..., Gatehouse], tmp_path: Path) -> None:
+    first = new_gatehouse(tmp_path / "data")
+    api = first.client()
+    api("thing-models", "create", {"modelId": "m", "tsl": THERMOSTAT_TSL}).ok()
+    key = api(
+        "products", "create", {"productName": "p", "modelId": "m", "bindingMode": "single"}
+    ).data
+    device = api(
+        "devices", "create", {"productKey": key, "deviceName": "d", "timezone": "+00:00"}
+    ).data
+    where = {"productKey": key, "deviceKey": device["deviceKey"]}
+    api("bindings", "bind", {"userId": "alice"}, **where).ok()
+    api("devices", "disable", **where).ok()
+    first.stop()
+
+    again = new_gatehouse(
+        tmp_path / "data",
+        org_id=first.org_id,
+        access_key=first.access_key,
+        access_secret=first.access_secret,
+    )
+    api = again.client()
+    assert api("products", "get", productKey=key).data["bindingMode"] == "single"
+    assert api("devices", "get", **where).data["state"] == "disabled"
+    assert api("devices", "get", assetId=device["assetId"]).data["deviceKey"] == device["deviceKey"]
+    assert [b["userId"] for b in api("bindings", "list", **where).data] == ["alice"]
+    assert api("thing-models", "get", modelId="m").data["tsl"] == THERMOSTAT_TSL
+    exported = api("devices", "exportCredentials", productKey=key).data
+    assert exported == [device]
+
+
+def test_generated_credentials_are_saved_privately_and_printed_once(
+    new_gatehouse: Callable[..., Gatehouse], tmp_path: Path
+) -> None:
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    server = Gatehouse(tmp_path / "fresh")
+    server.env = lambda: env_free  # type: ignore[method-assign]
+    server.start()
+    try:
+        path = tmp_path / "fresh" / "credentials.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        saved = json.loads(path.read_text())
+        assert server.log().count(saved["accessSecret"]) == 1
+        api = Api(server.url, saved["accessKey"], saved["accessSecret"], saved["orgId"])
+        assert api("organizations", "get").data["admin"] is True
+        server.stop()
+        server.start()
+        assert server.log().count(saved["accessSecret"]) == 1
+        assert json.loads(path.read_text()) == saved
+    finally:
+        server.stop()
+
+
+def test_environment_credentials_make_the_first_organisation(
+    new_gatehouse: Callable[..., Gatehouse],
+) -> None:
+    server = new_gatehouse()
+    org = server.client()("organizations", "get").data
+    assert org["orgId"] == server.org_id and org["accessKey"] == server.access_key
+    assert server.access_secret not in server.log()
+
+
+def test_provisioning_is_idempotent(
+    new_gatehouse: Callable[..., Gatehouse], tmp_path: Path
+) -> None:
+    (tmp_path / "thermo.json").write_text(json.dumps(THERMOSTAT_TSL))
+    (tmp_path / "setup.toml").write_text(PROVISION)
+    server = new_gatehouse(tmp_path / "data", "--provision", str(tmp_path / "setup.toml"))
+    api = server.client()
+    product = api("products", "get", productKey="thermoPK01").data
+    assert product["productSecret"] == "productsecret01"
+    assert product["networkMethod"] == "Wi-Fi"
+    creds = api("devices", "exportCredentials", productKey="thermoPK01").data
+    assert [c["deviceKey"] for c in creds] == ["living-room", "bedroom"]
+    assert creds[0]["deviceSecret"] == "flashedSecret001"
+    assert "provisioned: 5 created, 0 already present" in server.log()
+    server.stop()
+
+    server = new_gatehouse(
+        tmp_path / "data",
+        "--provision",
+        str(tmp_path / "setup.toml"),
+        org_id=server.org_id,
+        access_key=server.access_key,
+        access_secret=server.access_secret,
+    )
+    assert "provisioned: 0 created, 5 already present" in server.log()
+    products = server.client()("products", "list").data
+    assert sorted(p["productName"]["defaultValue"] for p in products) == ["Hubs", "Thermostats"]
+
+
+def test_a_bad_provisioning_file_stops_serve_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('[[products]]\nproductName = "x"\nmodelId = "missing"\n')
+    server = Gatehouse(tmp_path / "data", extra_args=("--provision", str(tmp_path / "bad.toml")))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            "--data-dir",
+            str(server.data_dir),
+            "--http-port",
+            str(server.http_port),
+            "--provision",
+            str(tmp_path / "bad.toml"),
+        ],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "modelId 'missing' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_against_a_running_gatehouse(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    tsl = tmp_path / "model.json"
+    tsl.write_text(json.dumps({"modelId": "cli-model", "name": "CLI", "tsl": THERMOSTAT_TSL}))
+    assert run_cli(gatehouse, "model", "import", str(tsl)).stdout.strip() == "cli-model"
+    assert "cli-model" in run_cli(gatehouse, "model", "list").stdout
+
+    made = run_cli(
+        gatehouse,
+        "product",
+        "create",
+        "--name",
+        "cli product",
+        "--model",
+        "cli-model",
+        "--type",
+        "gateway",
+        "--network",
+        "4G",
+    )
+    assert made.returncode == 0, made.stderr
+    product_key = made.stdout.strip()
+    listing = run_cli(gatehouse, "product", "list").stdout
+    assert product_key in listing and "cli product" in listing
+    shown = json.loads(run_cli(gatehouse, "product", "show", product_key).stdout)
+    assert shown["deviceType"] == "gateway" and shown["statistics"]["total"] == 0
+
+    export = tmp_path / "creds.csv"
+    made = run_cli(
+        gatehouse,
+        "device",
+        "create",
+        "--product",
+        product_key,
+        "--count",
+        "25",
+        "--export",
+        str(export),
+    )
+    assert made.returncode == 0, made.stderr
+    rows = export.read_text().splitlines()
+    assert rows[0] == "productKey,deviceKey,deviceSecret,assetId" and len(rows) == 26
+    assert stat.S_IMODE(export.stat().st_mode) == 0o600
+    again = tmp_path / "again.json"
+    assert (
+        run_cli(gatehouse, "device", "export", "--product", product_key, str(again)).returncode == 0
+    )
+    assert {d["deviceKey"] for d in json.loads(again.read_text())} == {
+        r.split(",")[1] for r in rows[1:]
+    }
+    one = json.loads(
+        run_cli(gatehouse, "device", "create", "--product", product_key, "--key", "cli-one").stdout
+    )
+    assert one["deviceKey"] == "cli-one"
+    assert "cli-one" in run_cli(gatehouse, "device", "list", "--product", product_key).stdout
+
+
+def test_cli_errors_are_one_clear_line(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    result = run_cli(gatehouse, "product", "show", "nosuchproduct")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "gatehouse: product 'nosuchproduct' does not exist (HTTP 404, code 99404)"
+    )
+    result = run_cli(gatehouse, "product", "list", "--url", "http://127.0.0.1:1")
+    assert result.returncode == 1 and "cannot reach" in result.stderr
+    bare = {k: v for k, v in gatehouse.env().items() if not k.startswith("GATEHOUSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "product", "list", "--data-dir", str(tmp_path)],
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1 and "no credentials" in result.stderr
+    result = run_cli(gatehouse, "--help")
+    assert (
+        result.returncode == 0
+        and "serve" in result.stdout
+        and "GATEHOUSE_ACCESS_KEY" in result.stdout
+    )
