@@ -56,10 +56,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level != "debug":
+        # amqtt logs every connection at INFO: a reconnect storm would flood the log.
+        for noisy in ("amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     config = ServeConfig(
         data_dir=args.data_dir,
         host=args.host,
         http_port=args.http_port,
+        mqtt_port=args.mqtt_port,
+        allow_anonymous=args.allow_anonymous,
         provision_file=args.provision,
         max_devices_per_product=args.max_devices_per_product,
         log_level=args.log_level,
@@ -238,14 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_p = commands.add_parser(
         "serve",
-        help="run gatehouse (registry and REST API) on a data directory",
-        description="Run gatehouse: the registry and its REST API, on one data directory."
+        help="run gatehouse (MQTT broker, registry and REST API) on a data directory",
+        description="Run gatehouse: the MQTT broker, the registry and its REST API,"
+        " in one process, on one data directory."
         " A new data directory gets an organisation whose credentials are printed once"
         " and saved to DATA_DIR/credentials.json.",
     )
     serve_p.add_argument("--data-dir", type=Path, default=Path("gatehouse-data"))
     serve_p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve_p.add_argument("--http-port", type=int, default=8080, help="REST API port")
+    serve_p.add_argument("--mqtt-port", type=int, default=1883, help="MQTT 3.1.1 port")
+    serve_p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="admit MQTT clients without credentials, outside /sys/, /ext/ and $SYS only",
+    )
     serve_p.add_argument(
         "--provision", type=Path, help="a TOML or JSON file of models, products, devices"
     )

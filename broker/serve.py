@@ -12,6 +12,7 @@ import uvicorn
 from broker import provision
 from broker.api import create_app
 from broker.bootstrap import first_organization
+from broker.mqtt import MqttBroker, MqttConfig
 from registry import Registry, SqliteStore
 
 log = logging.getLogger("gatehouse")
@@ -24,6 +25,8 @@ class ServeConfig:
     data_dir: Path = Path("gatehouse-data")
     host: str = "127.0.0.1"
     http_port: int = 8080
+    mqtt_port: int = 1883
+    allow_anonymous: bool = False
     provision_file: Path | None = None
     max_devices_per_product: int = 10_000
     log_level: str = "info"
@@ -52,14 +55,28 @@ async def serve(config: ServeConfig) -> None:
                 lifespan="off",
             )
         )
-        print(
-            f"gatehouse: API on http://{config.host}:{config.http_port}"
-            f" (OpenAPI at /openapi.json), data in {config.data_dir.resolve()}",
-            file=sys.stderr,
-            flush=True,
+        mqtt = MqttBroker(
+            MqttConfig(config.host, config.mqtt_port, allow_anonymous=config.allow_anonymous)
         )
-        await server.serve()
-        if not server.started:
-            raise SystemExit(f"gatehouse: could not listen on {config.host}:{config.http_port}")
+        try:
+            await mqtt.start()
+        except Exception as exc:
+            raise SystemExit(
+                f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}: {exc}"
+            ) from None
+        try:
+            print(
+                f"gatehouse: MQTT on {config.host}:{config.mqtt_port}"
+                f"{' (anonymous clients allowed)' if config.allow_anonymous else ''},"
+                f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
+                f" data in {config.data_dir.resolve()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            await server.serve()
+            if not server.started:
+                raise SystemExit(f"gatehouse: could not listen on {config.host}:{config.http_port}")
+        finally:
+            await mqtt.stop()
     finally:
         await store.close()

@@ -57,6 +57,7 @@ class Gatehouse:
     access_key: str = field(default_factory=lambda: "ak" + secrets.token_hex(8))
     access_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     http_port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -86,6 +87,8 @@ class Gatehouse:
             str(self.data_dir),
             "--http-port",
             str(self.http_port),
+            "--mqtt-port",
+            str(self.mqtt_port),
             *self.extra_args,
         ]
         with self.log_path.open("ab") as log:

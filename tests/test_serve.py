@@ -158,6 +158,8 @@ def test_a_bad_provisioning_file_stops_serve_with_its_reason(tmp_path: Path) -> 
             str(server.data_dir),
             "--http-port",
             str(server.http_port),
+            "--mqtt-port",
+            str(server.mqtt_port),
             "--provision",
             str(tmp_path / "bad.toml"),
         ],
