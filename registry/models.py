@@ -11,11 +11,11 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
     model_validator,
 )
 
@@ -30,6 +30,24 @@ NetworkMethod = Literal["2G", "3G", "4G", "5G", "Wi-Fi", "NB-IoT", "Bluetooth"]
 GATEWAY_NETWORKS = frozenset({"2G", "3G", "4G", "5G", "Wi-Fi"})
 BindingMode = Literal["multi", "alternate", "single"]
 DeviceState = Literal["inactive", "online", "offline", "disabled"]
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+ProductKey = Annotated[str, _matching(PRODUCT_KEY, "must be 4 to 32 letters, digits, '_' or '-'")]
+DeviceKey = Annotated[
+    str, _matching(DEVICE_KEY, "must be 4 to 32 letters, digits, '_', '-' or '.'")
+]
+Secret = Annotated[str, _matching(SECRET, "must be 8 to 64 letters, digits, '_' or '-'")]
+ModelId = Annotated[str, _matching(MODEL_ID, "must be 1 to 64 letters, digits or _-.")]
+Timezone = Annotated[str, _matching(TIMEZONE, "must look like +08:00 or -05:30")]
 
 # NB-IoT eDRX cycles run from 20.48 s to 10485.76 s (3GPP TS 24.008).
 EDRX_MIN_S = 20.48
@@ -115,7 +133,7 @@ class ProductSettings(BaseModel):
     dynamicActivateEnabled: bool = False
     defaultValidDay: int = Field(default=730, ge=1, le=3650)
     maxValidDay: int = Field(default=1095, ge=1, le=3650)
-    modelId: str
+    modelId: ModelId
     activationQuota: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="before")
@@ -141,13 +159,6 @@ class ProductSettings(BaseModel):
         if data.get("dataFormat") == "TSL":
             data["dataFormat"] = "Json"
         return data
-
-    @field_validator("modelId")
-    @classmethod
-    def _model_id(cls, value: str) -> str:
-        if not MODEL_ID.match(value):
-            raise ValueError("modelId must be 1 to 64 letters, digits or _-.")
-        return value
 
     @model_validator(mode="after")
     def _rules(self) -> ProductSettings:
@@ -185,23 +196,8 @@ class ProductSettings(BaseModel):
 class ProductCreate(ProductSettings):
     """A create body: the settings, plus a fixed key and secret for provisioned set-ups."""
 
-    productKey: str | None = None
-    productSecret: str | None = None
-    # EnOS requires the field on create; gatehouse keeps the default (False) when absent.
-
-    @field_validator("productKey")
-    @classmethod
-    def _pk(cls, value: str | None) -> str | None:
-        if value is not None and not PRODUCT_KEY.match(value):
-            raise ValueError("productKey must be 4 to 32 letters, digits, '_' or '-'")
-        return value
-
-    @field_validator("productSecret")
-    @classmethod
-    def _ps(cls, value: str | None) -> str | None:
-        if value is not None and not SECRET.match(value):
-            raise ValueError("productSecret must be 8 to 64 letters, digits, '_' or '-'")
-        return value
+    productKey: ProductKey | None = None
+    productSecret: Secret | None = None
 
     def settings(self) -> ProductSettings:
         data = self.model_dump(exclude={"productKey", "productSecret"})
@@ -234,47 +230,21 @@ class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     productKey: str
     deviceName: I18n
-    timezone: str
-    deviceKey: str | None = None
-    deviceSecret: str | None = None
+    timezone: Timezone
+    deviceKey: DeviceKey | None = None
+    deviceSecret: Secret | None = None
     deviceDesc: str = Field(default="", max_length=500)
     deviceAttributes: dict[str, Any] = Field(default_factory=dict, max_length=100)
     deviceTags: Tags = Field(default_factory=dict)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        if not TIMEZONE.match(value):
-            raise ValueError("timezone must look like +08:00 or -05:30")
-        return value
-
-    @field_validator("deviceKey")
-    @classmethod
-    def _device_key(cls, value: str | None) -> str | None:
-        if value is not None and not DEVICE_KEY.match(value):
-            raise ValueError("deviceKey must be 4 to 32 letters, digits, '_', '-' or '.'")
-        return value
-
-    @field_validator("deviceSecret")
-    @classmethod
-    def _secret(cls, value: str | None) -> str | None:
-        if value is not None and not SECRET.match(value):
-            raise ValueError("deviceSecret must be 8 to 64 letters, digits, '_' or '-'")
-        return value
 
 
 class DeviceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     deviceName: I18n | None = None
-    timezone: str | None = None
+    timezone: Timezone | None = None
     deviceDesc: str | None = Field(default=None, max_length=500)
     deviceAttributes: dict[str, Any] | None = Field(default=None, max_length=100)
     deviceTags: Tags | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        return None if value is None else DeviceCreate._timezone(value)
 
 
 class Device(BaseModel):
@@ -320,17 +290,10 @@ class Device(BaseModel):
 
 class ThingModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    modelId: str
+    modelId: ModelId
     name: str = Field(default="", max_length=100)
     desc: str = Field(default="", max_length=500)
     tsl: dict[str, Any]
-
-    @field_validator("modelId")
-    @classmethod
-    def _model_id(cls, value: str) -> str:
-        if not MODEL_ID.match(value):
-            raise ValueError("modelId must be 1 to 64 letters, digits or _-.")
-        return value
 
 
 class ThingModel(BaseModel):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from registry.errors import InvalidArgument
 
@@ -21,6 +21,18 @@ TEXT_MAX = 10240
 ARRAY_MAX = 512
 
 TypeName = Literal["int", "float", "double", "bool", "enum", "text", "date", "struct", "array"]
+
+
+def _check_identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"identifier {value!r} must be 1 to 50 letters, digits or '_',"
+            " not starting with a digit"
+        )
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
 
 
 class DataType(BaseModel):
@@ -33,14 +45,9 @@ class Param(BaseModel):
     """A member of a struct, an event's output or a service's input/output."""
 
     model_config = ConfigDict(extra="allow")
-    identifier: str
+    identifier: Identifier
     name: str = ""
     dataType: DataType
-
-    @field_validator("identifier")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        return _check_identifier(value)
 
 
 class Property(Param):
@@ -50,29 +57,19 @@ class Property(Param):
 
 class Event(BaseModel):
     model_config = ConfigDict(extra="allow")
-    identifier: str
+    identifier: Identifier
     name: str = ""
     type: Literal["info", "alert", "error"] = "info"
     outputData: list[Param] = Field(default_factory=list)
 
-    @field_validator("identifier")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        return _check_identifier(value)
-
 
 class Service(BaseModel):
     model_config = ConfigDict(extra="allow")
-    identifier: str
+    identifier: Identifier
     name: str = ""
     callType: Literal["sync", "async"] = "async"
     inputData: list[Param] = Field(default_factory=list)
     outputData: list[Param] = Field(default_factory=list)
-
-    @field_validator("identifier")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        return _check_identifier(value)
 
 
 class ThingModelDoc(BaseModel):
@@ -84,15 +81,6 @@ class ThingModelDoc(BaseModel):
     services: list[Service] = Field(default_factory=list)
 
 
-def _check_identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
-        raise ValueError(
-            f"identifier {value!r} must be 1 to 50 letters, digits or '_',"
-            " not starting with a digit"
-        )
-    return value
-
-
 # --------------------------------------------------------------------------- compile
 
 Checker = Callable[[Any], str | None]
@@ -101,7 +89,7 @@ Checker = Callable[[Any], str | None]
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    identifier: str
+    identifier: Identifier
     message: str
 
     def __str__(self) -> str:

@@ -40,14 +40,14 @@ def test_create_returns_credentials(make_product: Callable[..., str], api: Api) 
 @pytest.mark.parametrize(
     ("fields", "fault"),
     [
-        ({"deviceKey": "abc"}, "deviceKey must be 4 to 32"),
-        ({"deviceKey": "a" * 33}, "deviceKey must be 4 to 32"),
-        ({"deviceKey": "has space"}, "deviceKey must be 4 to 32"),
-        ({"deviceKey": "semi;colon"}, "deviceKey must be 4 to 32"),
-        ({"timezone": "Asia/Shanghai"}, "timezone must look like"),
+        ({"deviceKey": "abc"}, "deviceKey: must be 4 to 32"),
+        ({"deviceKey": "a" * 33}, "deviceKey: must be 4 to 32"),
+        ({"deviceKey": "has space"}, "deviceKey: must be 4 to 32"),
+        ({"deviceKey": "semi;colon"}, "deviceKey: must be 4 to 32"),
+        ({"timezone": "Asia/Shanghai"}, "timezone: must look like"),
         ({"timezone": None}, "timezone"),
         ({"deviceName": None}, "deviceName"),
-        ({"deviceSecret": "short"}, "deviceSecret must be"),
+        ({"deviceSecret": "short"}, "deviceSecret: must be"),
         ({"firmware": "1.0"}, "device.firmware: not a known field"),
     ],
 )
