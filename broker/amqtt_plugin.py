@@ -23,7 +23,9 @@ class GatehouseAuthPlugin(BaseAuthPlugin):
         allow_anonymous: bool = False
 
     async def authenticate(self, *, session: Session) -> bool:
-        if self.config.allow_anonymous:
+        # Anonymous means "no username". A client that names itself must prove it;
+        # allowing anonymous clients never admits one with wrong credentials.
+        if session.username is None and self.config.allow_anonymous:
             session.is_anonymous = True
             return True
         return False

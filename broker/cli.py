@@ -7,7 +7,6 @@ service's REST API. Later subcommands owned by `simulators` are loaded only when
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import sys
@@ -18,8 +17,9 @@ from typing import Any
 import orjson
 
 from broker.client import ApiClient, ApiError
+from broker.core import CoreLimits
 from broker.exports import write_credentials
-from broker.serve import ServeConfig, serve
+from broker.serve import ServeConfig, event_loop, serve
 from registry import RegistryError
 
 EPILOG = """\
@@ -52,6 +52,13 @@ def _json_arg(text: str) -> Any:
 # ---------------------------------------------------------------------------- serve
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -69,10 +76,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         provision_file=args.provision,
         max_devices_per_product=args.max_devices_per_product,
         log_level=args.log_level,
+        limits=CoreLimits(max_queued=args.max_queued_messages, max_inflight=args.max_inflight),
     )
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(config))
+        with contextlib.suppress(KeyboardInterrupt), event_loop(args.event_loop) as runner:
+            runner.run(serve(config))
     except RegistryError as exc:
         # A bad --provision file or option: say what to fix, without a traceback.
         print(f"gatehouse: {exc.msg}", file=sys.stderr)
@@ -263,6 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--provision", type=Path, help="a TOML or JSON file of models, products, devices"
     )
     serve_p.add_argument("--max-devices-per-product", type=int, default=10_000)
+    serve_p.add_argument(
+        "--max-queued-messages",
+        type=_positive,
+        default=CoreLimits().max_queued,
+        help="QoS 1/2 messages kept per client while it is offline or behind;"
+        " when full the oldest is dropped (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--max-inflight",
+        type=_positive,
+        default=CoreLimits().max_inflight,
+        help="unacknowledged QoS 1/2 messages per client (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="auto uses uvloop where it is installed (default %(default)s)",
+    )
     serve_p.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
     )

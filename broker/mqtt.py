@@ -1,4 +1,4 @@
-"""The embedded MQTT broker (amqtt 0.12.1), configured with gatehouse's plugins only.
+"""The embedded MQTT broker: gatehouse's broker core, configured with gatehouse's plugins only.
 
 amqtt's default event-logger and `$SYS` plugins are left out: gatehouse does not need
 them, and they cost throughput on every message.
@@ -6,10 +6,10 @@ them, and they cost throughput on every message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from amqtt.broker import Broker
+from broker.core import CoreLimits, CoreStats, GatehouseBroker
 
 AUTH_PLUGIN = "broker.amqtt_plugin.GatehouseAuthPlugin"
 TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"
@@ -20,6 +20,7 @@ class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     allow_anonymous: bool = False
+    limits: CoreLimits = field(default_factory=CoreLimits)
 
 
 def broker_config(config: MqttConfig) -> dict[str, Any]:
@@ -44,10 +45,14 @@ class MqttBroker:
 
     def __init__(self, config: MqttConfig) -> None:
         self.config = config
-        self._broker: Broker | None = None
+        self._broker: GatehouseBroker | None = None
+
+    @property
+    def stats(self) -> CoreStats | None:
+        return self._broker.stats if self._broker is not None else None
 
     async def start(self) -> None:
-        self._broker = Broker(broker_config(self.config))
+        self._broker = GatehouseBroker(broker_config(self.config), limits=self.config.limits)
         await self._broker.start()
 
     async def stop(self) -> None:

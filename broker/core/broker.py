@@ -1,0 +1,520 @@
+"""amqtt 0.12.1's Broker with the fixes a device platform needs, as overrides in one class.
+
+Each override names the defect it fixes (the numbering of the broker-core issue) and
+the upstream issue where there is one. Everything else is amqtt's own code. The
+overrides reach into amqtt internals, so the version is pinned: see `__init__.py`.
+
+How a PUBLISH travels here: the connection's reader (amqtt) parses it into the
+session's bounded inbound queue; one consumer task per connection checks the topic
+ACL and routes it at once through the subscription index to each matching session.
+QoS 0 goes straight onto the subscriber's socket; QoS 1 and 2 go through amqtt's
+acknowledged flows, at most `max_inflight` at a time per client, the rest queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.broker import Broker, RetainedApplicationMessage, Server
+from amqtt.contexts import Action
+from amqtt.errors import AMQTTError, MQTTError
+from amqtt.events import BrokerEvents
+from amqtt.mqtt.constants import QOS_0
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.publish import PublishPacket
+from amqtt.session import ApplicationMessage, Session
+from amqtt.utils import gen_client_id
+
+from broker.core.handler import GatehouseHandler
+from broker.core.subscriptions import SubscriptionIndex, has_wildcard, is_valid_filter, matches
+
+log = logging.getLogger("gatehouse.mqtt")
+
+REFUSED = 0x80  # SUBACK return code for a refused filter
+TAKE_OVER_WAIT = 5.0  # seconds to wait for a replaced connection to wind down
+
+
+@dataclass(frozen=True, slots=True)
+class CoreLimits:
+    """Bounds on every queue a client can fill. What happens at each bound is documented."""
+
+    # Unacknowledged QoS 1/2 deliveries per client; more wait in the client's queue.
+    max_inflight: int = 100
+    # Messages queued per client (offline persistent sessions, or behind the in-flight
+    # window). When full, the oldest is dropped and counted.
+    max_queued: int = 1000
+    # PUBLISH packets read from one connection but not yet routed. When full, further
+    # QoS 0 packets are dropped (counted); a QoS 1/2 sender is disconnected unacked,
+    # so it resends after reconnecting and nothing it was promised is lost.
+    max_inbound: int = 1000
+    # Bytes waiting in a subscriber's socket buffer before QoS 0 messages to it are
+    # dropped (counted) instead of buffered without end.
+    write_high_water: int = 1 << 20
+
+
+@dataclass(slots=True)
+class CoreStats:
+    """Counters for what the broker core did; read by benchmarks and the API."""
+
+    routed: int = 0  # PUBLISH packets accepted from clients and routed
+    delivered: int = 0  # messages handed to subscribers' connections
+    refused_publish: int = 0  # PUBLISH packets the topic ACL refused
+    dropped_slow: int = 0  # QoS 0 to a subscriber whose socket buffer was full
+    dropped_queue: int = 0  # oldest queued messages dropped from a full client queue
+    dropped_inbound: int = 0  # QoS 0 packets dropped because a connection's inbound queue was full
+    taken_over: int = 0
+
+
+class GatehouseBroker(Broker):
+    """The broker core. Construct it like amqtt's Broker, plus `limits`."""
+
+    def __init__(self, config: Any = None, *, limits: CoreLimits | None = None) -> None:
+        super().__init__(config)
+        self.limits = limits or CoreLimits()
+        self.stats = CoreStats()
+        self._index: SubscriptionIndex[str, tuple[Session, int]] = SubscriptionIndex()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._index.clear()
+        await super().start()
+
+    @property
+    def subscriptions(self) -> dict[str, list[tuple[Session, int]]]:
+        """amqtt's view of the subscriptions (filter -> [(session, qos)]), built on demand."""
+        view: dict[str, list[tuple[Session, int]]] = {}
+        for topic_filter, _client, entry in self._index.items():
+            view.setdefault(topic_filter, []).append(entry)
+        return view
+
+    def subscription_count(self) -> int:
+        return len(self._index)
+
+    # -- connecting ------------------------------------------------------------------
+
+    async def _initialize_client_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        remote_address: str,
+        remote_port: int,
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """Read CONNECT into a fresh session; nothing existing is touched before auth.
+
+        Defect 2: amqtt deleted the existing session of a clean-session CONNECT here,
+        before authentication, so a refused impostor silently cut the real client off.
+        """
+        try:
+            handler, session = await GatehouseHandler.init_from_connect(
+                reader, writer, self.plugins_manager
+            )
+        except (AMQTTError, MQTTError) as exc:
+            with contextlib.suppress(Exception):
+                await writer.close()
+            raise MQTTError(f"bad CONNECT from {remote_address}:{remote_port}: {exc}") from exc
+        if not session.client_id:
+            session.client_id = gen_client_id()
+        session.retained_messages = asyncio.Queue(maxsize=self.limits.max_queued)
+        session.delivered_message_queue = asyncio.Queue(maxsize=self.limits.max_inbound)
+        return handler, session
+
+    def create_offline_session(self, client_id: str) -> tuple[BrokerProtocolHandler, Session]:
+        session = Session()
+        session.client_id = client_id
+        session.clean_session = False
+        session.retained_messages = asyncio.Queue(maxsize=self.limits.max_queued)
+        session.transitions.disconnect()
+        return GatehouseHandler(self.plugins_manager, session), session
+
+    async def _handle_client_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        server: Server,
+        listener_name: str,
+    ) -> None:
+        assert isinstance(handler, GatehouseHandler)
+        authenticated = await self._authenticate(
+            client_session, self.listeners_config[listener_name]
+        )
+        if not authenticated:
+            # Defect 2: the refused client never reaches the session table.
+            client_session.parent = 0
+            handler.attach(client_session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            return
+        try:
+            session = await self._adopt_session(client_session)
+        except AMQTTError as exc:
+            log.warning("%s: %s", client_session.client_id, exc)
+            await writer.close()
+            return
+        client_id = session.client_id
+        assert client_id is not None
+        session.transitions.connect()
+        handler.attach(session, reader, writer)
+        self._sessions[client_id] = (session, handler)
+        try:
+            await handler.mqtt_connack_authorize(True)
+            await self.plugins_manager.fire_event(
+                BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=session
+            )
+            await handler.start()
+            # Defect 3: amqtt replayed retained messages for every subscription in the
+            # broker here. A reconnecting session gets only what was queued for it;
+            # retained messages go out on SUBSCRIBE, as MQTT 3.1.1, 3.3.1.3 says.
+            self._pump_queue(session, handler)
+            await self._client_message_loop(session, handler)
+        finally:
+            handler.finished.set()
+            if session.clean_session and self._sessions.get(client_id, (None, None))[1] is handler:
+                await self._cleanup_session(client_id)
+
+    async def _adopt_session(self, incoming: Session) -> Session:
+        """The session an authenticated client continues: a take-over ends the old connection."""
+        client_id = incoming.client_id
+        assert client_id is not None
+        for _attempt in range(3):
+            existing = self._sessions.get(client_id)
+            if existing is None:
+                incoming.parent = 0
+                return incoming
+            old_session, old_handler = existing
+            if old_session.transitions.is_connected():
+                await self._take_over(old_session, old_handler)
+                continue
+            if incoming.clean_session or old_session.clean_session:
+                await self._delete_session(client_id)
+                incoming.parent = 0
+                return incoming
+            # Persistent session: the new connection brings its own will and credentials.
+            for name in (
+                "will_flag",
+                "will_message",
+                "will_topic",
+                "will_qos",
+                "will_retain",
+                "keep_alive",
+                "username",
+                "password",
+                "remote_address",
+                "remote_port",
+                "ssl_object",
+                "is_anonymous",
+            ):
+                setattr(old_session, name, getattr(incoming, name))
+            old_session.attributes.update(incoming.attributes)
+            old_session.parent = 1
+            return old_session
+        raise AMQTTError("the client id is being taken over by several connections at once")
+
+    async def _take_over(self, session: Session, handler: BrokerProtocolHandler) -> None:
+        """End a connection whose client id has just logged in elsewhere (its will is sent)."""
+        log.info("%s logged in again: closing its previous connection", session.client_id)
+        self.stats.taken_over += 1
+        if isinstance(handler, GatehouseHandler):
+            handler.abort()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handler.finished.wait(), TAKE_OVER_WAIT)
+        if session.transitions.is_connected():  # an old connection that did not wind down
+            await self._stop_handler(handler)
+            session.transitions.disconnect()
+
+    # -- the per-connection loop -------------------------------------------------------
+
+    async def _client_message_loop(
+        self, client_session: Session, handler: BrokerProtocolHandler
+    ) -> None:
+        """Consume a connection's SUBSCRIBE, UNSUBSCRIBE and PUBLISH until it ends.
+
+        Defect 6: amqtt logged `repr` of the whole subscription table on every
+        SUBSCRIBE (built even with debug off) and re-armed four futures per message.
+        """
+        assert isinstance(handler, GatehouseHandler)
+        disconnect_waiter = asyncio.ensure_future(handler.wait_disconnect())
+        workers = [
+            asyncio.create_task(self._consume_publishes(client_session, handler)),
+            asyncio.create_task(self._consume_subscriptions(client_session, handler)),
+            asyncio.create_task(self._consume_unsubscriptions(client_session, handler)),
+        ]
+        try:
+            await asyncio.wait([disconnect_waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if not disconnect_waiter.done():  # a worker ended the connection (protocol error)
+            handler.abort()
+        await self._handle_disconnect(client_session, handler, disconnect_waiter)
+
+    async def _consume_publishes(self, session: Session, handler: GatehouseHandler) -> None:
+        inbound = session.delivered_message_queue
+        while True:
+            message = await inbound.get()
+            if not await self._handle_publish(session, message):
+                return
+
+    async def _consume_subscriptions(self, session: Session, handler: GatehouseHandler) -> None:
+        while True:
+            request = await handler.get_next_pending_subscription()
+            codes = [await self.add_subscription(topic, session) for topic in request.topics]
+            await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
+            for (topic_filter, _qos), code in zip(request.topics, codes, strict=True):
+                if code == REFUSED:
+                    continue
+                await self.plugins_manager.fire_event(
+                    BrokerEvents.CLIENT_SUBSCRIBED,
+                    client_id=session.client_id,
+                    topic=topic_filter,
+                    qos=code,
+                )
+                await self._publish_retained_messages_for_subscription(
+                    (topic_filter, code), session
+                )
+
+    async def _consume_unsubscriptions(self, session: Session, handler: GatehouseHandler) -> None:
+        while True:
+            request = await handler.get_next_pending_unsubscription()
+            for topic_filter in request.topics:
+                self._del_subscription(topic_filter, session)
+                await self.plugins_manager.fire_event(
+                    BrokerEvents.CLIENT_UNSUBSCRIBED,
+                    client_id=session.client_id,
+                    topic=topic_filter,
+                )
+            await handler.mqtt_acknowledge_unsubscription(request.packet_id)
+
+    async def _handle_publish(self, session: Session, message: ApplicationMessage) -> bool:
+        """Check and route one PUBLISH from a client; False ends the connection."""
+        topic = message.topic
+        if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
+            # [MQTT-4.7.3-1], [MQTT-3.3.2-2], [MQTT-4.7.2-1]
+            log.info("%s published to an invalid topic %r: disconnecting", session.client_id, topic)
+            return False
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_RECEIVED, client_id=session.client_id, message=message
+        )
+        if not await self._topic_filtering(session, topic, Action.PUBLISH):
+            self.stats.refused_publish += 1
+            return True
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_BROADCAST, client_id=session.client_id, message=message
+        )
+        self.stats.routed += 1
+        await self.route(topic, bytes(message.data), message.qos or QOS_0)
+        if message.publish_packet is not None and message.publish_packet.retain_flag:
+            await self.retain_message(session, topic, message.data, message.qos)
+        return True
+
+    async def _handle_disconnect(
+        self,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        disconnect_waiter: asyncio.Future[Any],
+    ) -> None:
+        """amqtt's disconnect handling, except that the will passes the topic ACL first.
+
+        Stock amqtt published a will to any topic the client named, its ACL unasked.
+        """
+        if client_session.will_flag and client_session.will_topic:
+            allowed = await self._topic_filtering(
+                client_session, client_session.will_topic, Action.PUBLISH
+            )
+            if not allowed:
+                log.info("%s: will topic refused by the ACL", client_session.client_id)
+                client_session.will_flag = False
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        topic_filter, qos = subscription
+        if not is_valid_filter(topic_filter) or qos not in (0, 1, 2):
+            return REFUSED
+        if not await self._topic_filtering(session, topic_filter, Action.SUBSCRIBE):
+            return REFUSED
+        max_qos = self.config.get("max-qos", qos)
+        granted = min(qos, max_qos) if isinstance(max_qos, int) else qos
+        assert session.client_id is not None
+        self._index.add(topic_filter, session.client_id, (session, granted))
+        return granted
+
+    def _del_subscription(self, a_filter: str, session: Session) -> int:
+        return int(
+            session.client_id is not None and self._index.remove(a_filter, session.client_id)
+        )
+
+    async def _del_all_subscriptions(self, session: Session) -> None:
+        """Defect 5: amqtt scanned every filter in the broker to drop one client's."""
+        if session.client_id is not None:
+            self._index.remove_client(session.client_id)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter, qos = subscription
+        if has_wildcard(topic_filter):
+            found = [m for t, m in self._retained_messages.items() if matches(t, topic_filter)]
+        else:
+            one = self._retained_messages.get(topic_filter)
+            found = [one] if one is not None else []
+        for retained in found:
+            granted = min(qos, retained.qos if retained.qos is not None else qos)
+            self._deliver(session, retained.topic, bytes(retained.data), granted, retain=True)
+
+    # -- routing -----------------------------------------------------------------------
+
+    async def _broadcast_message(
+        self,
+        session: Session | None,
+        topic: str | None,
+        data: bytes | bytearray | None,
+        force_qos: int | None = None,
+    ) -> None:
+        """Wills and internal messages: routed at once rather than through a queue."""
+        if topic is None or data is None:
+            return
+        await self.route(topic, bytes(data), force_qos)
+
+    async def route(self, topic: str, data: bytes, qos: int | None) -> int:
+        """Deliver to every subscriber of `topic`; returns how many received it.
+
+        Defect 5: amqtt matched each PUBLISH against every filter in the broker. The
+        index visits only matching filters. Defect 4: the delivery QoS is the lower of
+        the publish QoS and the subscription's (MQTT 3.1.1, 3.3.5); `qos=None` means
+        "the subscription's", for messages the broker itself sends.
+        A client with several matching filters gets one copy at the highest QoS.
+        """
+        targets: dict[str, tuple[Session, int]] = {}
+        for client_id, (target, sub_qos) in self._index.match(topic):
+            granted = sub_qos if qos is None else min(qos, sub_qos)
+            seen = targets.get(client_id)
+            if seen is None or seen[1] < granted:
+                targets[client_id] = (target, granted)
+        count = 0
+        for target, granted in targets.values():
+            if not await self._topic_filtering(target, topic, Action.RECEIVE):
+                continue
+            if self._deliver(target, topic, data, granted, retain=False):
+                count += 1
+        return count
+
+    def _deliver(
+        self, session: Session, topic: str, data: bytes, qos: int, *, retain: bool
+    ) -> bool:
+        """Hand one message to one session: its socket now, or its bounded queue."""
+        entry = self._sessions.get(session.client_id or "")
+        handler = entry[1] if entry is not None and entry[0] is session else None
+        connected = handler is not None and session.transitions.state == "connected"
+        if not connected:
+            # MQTT 3.1.1, 3.1.2.4: queue QoS 1 and 2 for a disconnected persistent session.
+            if qos > QOS_0 and not session.clean_session:
+                self._enqueue(session, topic, data, qos)
+                return True
+            return False
+        assert isinstance(handler, GatehouseHandler)
+        if qos == QOS_0:
+            packet = PublishPacket.build(topic, data, None, False, QOS_0, retain).to_bytes()
+            if handler.write_now(bytes(packet), self.limits.write_high_water):
+                self.stats.delivered += 1
+                return True
+            self.stats.dropped_slow += 1
+            return False
+        if (
+            len(handler.outbound) >= self.limits.max_inflight
+            or not session.retained_messages.empty()
+        ):
+            self._enqueue(session, topic, data, qos)  # keeps order behind what already waits
+            return True
+        self._start_flow(session, handler, topic, data, qos, retain)
+        return True
+
+    def _enqueue(self, session: Session, topic: str, data: bytes, qos: int) -> None:
+        queue = session.retained_messages
+        if queue.full():
+            queue.get_nowait()  # the oldest goes: a bounded queue, documented in CoreLimits
+            self.stats.dropped_queue += 1
+        queue.put_nowait(RetainedApplicationMessage(None, topic, data, qos))
+
+    def _start_flow(
+        self,
+        session: Session,
+        handler: GatehouseHandler,
+        topic: str,
+        data: bytes,
+        qos: int,
+        retain: bool,
+    ) -> None:
+        task = asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=retain))
+        handler.outbound.add(task)
+        self.stats.delivered += 1
+
+        def finished(done: asyncio.Future[Any]) -> None:
+            handler.outbound.discard(task)
+            if not done.cancelled() and done.exception() is not None:
+                log.debug("%s: delivery failed: %r", session.client_id, done.exception())
+            self._pump_queue(session, handler)
+
+        task.add_done_callback(finished)
+
+    def _pump_queue(self, session: Session, handler: GatehouseHandler) -> None:
+        """Move queued messages into the in-flight window, oldest first."""
+        queue = session.retained_messages
+        if self._sessions.get(session.client_id or "", (None, None))[1] is not handler:
+            return
+        while not queue.empty() and len(handler.outbound) < self.limits.max_inflight:
+            if session.transitions.state != "connected":
+                return
+            message = queue.get_nowait()
+            qos = message.qos or QOS_0
+            if qos == QOS_0:
+                self._deliver(session, message.topic, bytes(message.data), qos, retain=False)
+            else:
+                self._start_flow(session, handler, message.topic, bytes(message.data), qos, False)
+
+    # -- ACL ---------------------------------------------------------------------------
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        """Ask the topic plugins directly, without a task per plugin per message."""
+        plugins = self.plugins_manager._topic_plugins
+        if not plugins:
+            return True
+        for plugin in plugins:
+            if not await plugin.topic_filtering(session=session, topic=topic, action=action):
+                return False
+        return True
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    async def _session_monitor(self) -> None:
+        """Expire disconnected persistent sessions, when an expiry is configured.
+
+        Clean sessions go the moment their connection ends. Stock amqtt scanned every
+        session each second and also dropped anonymous persistent sessions, losing
+        what was queued for them.
+        """
+        expiry = self.config.session_expiry_interval
+        if expiry is None:
+            return
+        while True:
+            await asyncio.sleep(1)
+            cutoff = time.time() - expiry
+            stale = [
+                client_id
+                for client_id, (session, _handler) in self._sessions.items()
+                if session.transitions.state == "disconnected"
+                and session.last_disconnect_time is not None
+                and session.last_disconnect_time < cutoff
+            ]
+            for client_id in stale:
+                await self._cleanup_session(client_id)

@@ -1,0 +1,138 @@
+"""amqtt's per-connection protocol handler, with keepalive enforced and QoS 1 kept until acked.
+
+Pinned to amqtt 0.12.1: the overrides below replace methods of `BrokerProtocolHandler`
+and `ProtocolHandler` whose behaviour is described in each docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.mqtt.publish import PublishPacket
+from amqtt.session import (
+    OUTGOING,
+    IncomingApplicationMessage,
+    OutgoingApplicationMessage,
+    Session,
+)
+
+log = logging.getLogger("gatehouse.mqtt")
+
+# MQTT 3.1.1, 3.1.2.10: a server disconnects a client silent for 1.5 x its keepalive.
+KEEPALIVE_GRACE = 1.5
+
+
+class _ActivityReader(ReaderAdapter):
+    """Notes when the client last sent a byte, so keepalive can tell silence from a slow packet."""
+
+    def __init__(self, inner: ReaderAdapter, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self.loop = loop
+        self.last_read = loop.time()
+
+    async def read(self, n: int = -1) -> bytes:
+        data: bytes = await self.inner.read(n)
+        self.last_read = self.loop.time()
+        return data
+
+    def feed_eof(self) -> None:
+        self.inner.feed_eof()
+
+
+class GatehouseHandler(BrokerProtocolHandler):
+    """One client connection. Also carries the connection's end, for session take-over."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finished = asyncio.Event()  # set when the broker is done with this connection
+        self.drops = 0  # QoS 0 messages dropped because the client did not keep up
+        self.outbound: set[asyncio.Future[Any]] = set()  # QoS 1/2 deliveries awaiting ack
+        self._activity: _ActivityReader | None = None
+        self._silence_check: asyncio.TimerHandle | None = None
+
+    def attach(self, session: Session, reader: ReaderAdapter, writer: WriterAdapter) -> None:
+        self._activity = _ActivityReader(reader, self._loop)
+        super().attach(session, reader=self._activity, writer=writer)
+
+    def abort(self) -> None:
+        """End the connection as abnormal: the broker sends the will and closes the socket."""
+        if self._disconnect_waiter is not None and not self._disconnect_waiter.done():
+            self._disconnect_waiter.set_result(None)
+
+    # Defect 1 (upstream #308): amqtt times out a read after the keepalive and then
+    # does nothing. The read timeout fires after 1 x keepalive of silence; the
+    # connection ends if the silence reaches 1.5 x.
+    def handle_read_timeout(self) -> None:
+        if self.session is None or self._activity is None or self.session.keep_alive <= 0:
+            return
+        if self._silence_check is not None:
+            self._silence_check.cancel()
+        allowed = self.session.keep_alive * KEEPALIVE_GRACE
+        remaining = self._activity.last_read + allowed - self._loop.time()
+        self._silence_check = self._loop.call_later(max(remaining, 0), self._end_if_silent)
+
+    def _end_if_silent(self) -> None:
+        if self.session is None or self._activity is None:
+            return
+        allowed = self.session.keep_alive * KEEPALIVE_GRACE
+        if self._loop.time() - self._activity.last_read >= allowed - 0.01:
+            log.info(
+                "%s was silent for %.1f s (keepalive %d s): disconnecting",
+                self.session.client_id,
+                self._loop.time() - self._activity.last_read,
+                self.session.keep_alive,
+            )
+            self.abort()
+
+    async def stop(self) -> None:
+        if self._silence_check is not None:
+            self._silence_check.cancel()
+        await super().stop()
+
+    def write_now(self, data: bytes, high_water: int) -> bool:
+        """Write a complete packet without waiting; False if the client is not keeping up.
+
+        A whole packet goes out in one write, so it cannot interleave with packets
+        written by amqtt's own flows.
+        """
+        writer = self.writer
+        transport = getattr(getattr(writer, "_writer", None), "transport", None)
+        if writer is None or transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > high_water:
+            self.drops += 1
+            return False
+        transport.write(data)
+        return True
+
+    # Defect 7: amqtt drops an unacknowledged QoS 1 message from the session when the
+    # connection ends or after 5 s, so a persistent session never gets it again. Here
+    # it stays in flight until PUBACK and is resent (DUP) when the client comes back.
+    async def _handle_qos1_message_flow(
+        self, app_message: OutgoingApplicationMessage | IncomingApplicationMessage
+    ) -> None:
+        if app_message.direction != OUTGOING or not isinstance(
+            app_message, OutgoingApplicationMessage
+        ):
+            await super()._handle_qos1_message_flow(app_message)
+            return
+        if self.session is None or app_message.packet_id is None:
+            return
+        packet_id = app_message.packet_id
+        self.session.inflight_out[packet_id] = app_message
+        retry = app_message.publish_packet is not None
+        packet: PublishPacket = app_message.build_publish_packet(dup=retry)
+        waiter: asyncio.Future[PubackPacket] = self._loop.create_future()
+        self._puback_waiters[packet_id] = waiter
+        try:
+            await self._send_packet(packet)
+            app_message.publish_packet = packet
+            app_message.puback_packet = await waiter
+            self.session.inflight_out.pop(packet_id, None)
+        finally:
+            self._puback_waiters.pop(packet_id, None)
