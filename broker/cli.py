@@ -76,7 +76,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         provision_file=args.provision,
         max_devices_per_product=args.max_devices_per_product,
         log_level=args.log_level,
-        limits=CoreLimits(max_queued=args.max_queued_messages, max_inflight=args.max_inflight),
+        limits=CoreLimits(
+            max_queued=args.max_queued_messages,
+            max_inflight=args.max_inflight,
+            connect_timeout=args.connect_timeout,
+        ),
     )
     try:
         with contextlib.suppress(KeyboardInterrupt), event_loop(args.event_loop) as runner:
@@ -283,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=CoreLimits().max_inflight,
         help="unacknowledged QoS 1/2 messages per client (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CoreLimits().connect_timeout,
+        help="seconds a new MQTT connection may take to send CONNECT (default %(default)s)",
     )
     serve_p.add_argument(
         "--event-loop",

@@ -35,8 +35,7 @@ class Will:
 
 
 class Client:
-    """Connects on creation; `messages` collects (topic, payload, qos) as they arrive,
-    `received` the whole `Message` (with its retain and DUP flags)."""
+    """Connects on creation; `received` collects each `Message` as it arrives."""
 
     def __init__(
         self,
@@ -49,7 +48,6 @@ class Client:
         will: Will | None = None,
         manual_ack: bool = False,
     ) -> None:
-        self.messages: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
         self.received: queue.Queue[Message] = queue.Queue()
         self.connack: int | None = None
         self.session_present: bool | None = None
@@ -83,10 +81,15 @@ class Client:
         self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        payload = bytes(message.payload)
-        self.messages.put((message.topic, payload, message.qos))
         self.received.put(
-            Message(message.topic, payload, message.qos, message.retain, message.dup, message.mid)
+            Message(
+                message.topic,
+                bytes(message.payload),
+                message.qos,
+                message.retain,
+                message.dup,
+                message.mid,
+            )
         )
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
@@ -112,14 +115,14 @@ class Client:
         self.paho.publish(topic, payload, qos, retain).wait_for_publish(TIMEOUT)
 
     def next_message(self, timeout: float = TIMEOUT) -> tuple[str, bytes, int]:
-        return self.messages.get(timeout=timeout)
+        message = self.received.get(timeout=timeout)
+        return message.topic, message.payload, message.qos
 
     def next_received(self, topic: str, timeout: float = TIMEOUT) -> Message:
         """The next message on `topic`, skipping others (a broker may send strays)."""
         deadline = time.monotonic() + timeout
         while True:
-            self.messages.get(timeout=max(deadline - time.monotonic(), 0.01))
-            message = self.received.get_nowait()
+            message = self.received.get(timeout=max(deadline - time.monotonic(), 0.01))
             if message.topic == topic:
                 return message
 

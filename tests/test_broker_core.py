@@ -9,6 +9,7 @@ cost growing with the broker's size) are speed, measured in benchmarks/broker_co
 from __future__ import annotations
 
 import queue
+import socket
 import time
 from collections.abc import Iterator
 
@@ -34,7 +35,9 @@ def core(
         yield found
         stock.stop()
     else:
-        server, found = gatehouse_core(workdir, "--max-queued-messages", str(MAX_QUEUED))
+        server, found = gatehouse_core(
+            workdir, "--max-queued-messages", str(MAX_QUEUED), "--connect-timeout", "1"
+        )
         yield found
         server.stop()
 
@@ -179,7 +182,12 @@ def test_the_offline_queue_is_bounded_and_keeps_the_newest(core: Core) -> None:
             writer.publish(topic, b"%d" % n, qos=1)
         back = core.client(client_id, clean_session=False)
         try:
-            got = [int(back.next_received(topic).payload) for _ in range(MAX_QUEUED)]
+            got: list[int] = []
+            try:
+                for _ in range(MAX_QUEUED):
+                    got.append(int(back.next_received(topic).payload))
+            except queue.Empty:
+                raise AssertionError(f"only {got}") from None
             assert got == list(range(extra, MAX_QUEUED + extra))
             with pytest.raises(queue.Empty):
                 back.next_message(timeout=0.5)
@@ -229,3 +237,12 @@ def test_a_second_login_takes_over_and_the_first_connection_ends_with_its_will(
     finally:
         watcher.close()
         first.close()
+
+
+def test_a_socket_that_never_sends_connect_is_closed(core: Core) -> None:
+    """Bounded: a connection that never logs in does not hold a slot forever."""
+    with socket.create_connection(("127.0.0.1", core.port), timeout=4) as idle:
+        try:
+            assert idle.recv(1) == b""  # closed by the broker, nothing sent
+        except TimeoutError:
+            pytest.fail("the broker kept a silent, never-logged-in socket open")

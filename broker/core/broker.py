@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -26,12 +27,17 @@ from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.constants import QOS_0
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.broker_handler import (
+    BrokerProtocolHandler,
+    Subscription,
+    UnSubscription,
+)
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.session import ApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
 from broker.core.handler import GatehouseHandler
+from broker.core.session import GatehouseSession
 from broker.core.subscriptions import SubscriptionIndex, has_wildcard, is_valid_filter, matches
 
 log = logging.getLogger("gatehouse.mqtt")
@@ -53,6 +59,8 @@ class CoreLimits:
     # QoS 0 packets are dropped (counted); a QoS 1/2 sender is disconnected unacked,
     # so it resends after reconnecting and nothing it was promised is lost.
     max_inbound: int = 1000
+    # Seconds a new connection may take to send CONNECT before it is closed.
+    connect_timeout: float = 10.0
     # Bytes waiting in a subscriber's socket buffer before QoS 0 messages to it are
     # dropped (counted) instead of buffered without end.
     write_high_water: int = 1 << 20
@@ -112,9 +120,15 @@ class GatehouseBroker(Broker):
         before authentication, so a refused impostor silently cut the real client off.
         """
         try:
-            handler, session = await GatehouseHandler.init_from_connect(
-                reader, writer, self.plugins_manager
+            handler, session = await asyncio.wait_for(
+                GatehouseHandler.init_from_connect(reader, writer, self.plugins_manager),
+                self.limits.connect_timeout,
             )
+        except TimeoutError:
+            # A socket that never sends CONNECT must not hold a connection slot forever.
+            with contextlib.suppress(Exception):
+                await writer.close()
+            raise MQTTError(f"no CONNECT from {remote_address}:{remote_port} in time") from None
         except (AMQTTError, MQTTError) as exc:
             with contextlib.suppress(Exception):
                 await writer.close()
@@ -126,7 +140,7 @@ class GatehouseBroker(Broker):
         return handler, session
 
     def create_offline_session(self, client_id: str) -> tuple[BrokerProtocolHandler, Session]:
-        session = Session()
+        session = GatehouseSession()
         session.client_id = client_id
         session.clean_session = False
         session.retained_messages = asyncio.Queue(maxsize=self.limits.max_queued)
@@ -163,6 +177,8 @@ class GatehouseBroker(Broker):
         assert client_id is not None
         session.transitions.connect()
         handler.attach(session, reader, writer)
+        handler.on_subscribe = functools.partial(self._on_subscribe, session, handler)
+        handler.on_unsubscribe = functools.partial(self._on_unsubscribe, session, handler)
         self._sessions[client_id] = (session, handler)
         try:
             await handler.mqtt_connack_authorize(True)
@@ -235,64 +251,57 @@ class GatehouseBroker(Broker):
     async def _client_message_loop(
         self, client_session: Session, handler: BrokerProtocolHandler
     ) -> None:
-        """Consume a connection's SUBSCRIBE, UNSUBSCRIBE and PUBLISH until it ends.
+        """Route a connection's PUBLISHes until it ends; SUBSCRIBEs are handled as they come.
 
         Defect 6: amqtt logged `repr` of the whole subscription table on every
         SUBSCRIBE (built even with debug off) and re-armed four futures per message.
         """
         assert isinstance(handler, GatehouseHandler)
         disconnect_waiter = asyncio.ensure_future(handler.wait_disconnect())
-        workers = [
-            asyncio.create_task(self._consume_publishes(client_session, handler)),
-            asyncio.create_task(self._consume_subscriptions(client_session, handler)),
-            asyncio.create_task(self._consume_unsubscriptions(client_session, handler)),
-        ]
+        publishes = asyncio.create_task(self._consume_publishes(client_session))
         try:
-            await asyncio.wait([disconnect_waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([disconnect_waiter, publishes], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        if not disconnect_waiter.done():  # a worker ended the connection (protocol error)
+            publishes.cancel()
+            await asyncio.gather(publishes, return_exceptions=True)
+        if not disconnect_waiter.done():  # the consumer ended the connection (protocol error)
             handler.abort()
         await self._handle_disconnect(client_session, handler, disconnect_waiter)
 
-    async def _consume_publishes(self, session: Session, handler: GatehouseHandler) -> None:
+    async def _consume_publishes(self, session: Session) -> None:
         inbound = session.delivered_message_queue
         while True:
             message = await inbound.get()
             if not await self._handle_publish(session, message):
                 return
 
-    async def _consume_subscriptions(self, session: Session, handler: GatehouseHandler) -> None:
-        while True:
-            request = await handler.get_next_pending_subscription()
-            codes = [await self.add_subscription(topic, session) for topic in request.topics]
-            await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
-            for (topic_filter, _qos), code in zip(request.topics, codes, strict=True):
-                if code == REFUSED:
-                    continue
-                await self.plugins_manager.fire_event(
-                    BrokerEvents.CLIENT_SUBSCRIBED,
-                    client_id=session.client_id,
-                    topic=topic_filter,
-                    qos=code,
-                )
-                await self._publish_retained_messages_for_subscription(
-                    (topic_filter, code), session
-                )
+    async def _on_subscribe(
+        self, session: Session, handler: GatehouseHandler, request: Subscription
+    ) -> None:
+        codes = [await self.add_subscription(topic, session) for topic in request.topics]
+        await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
+        for (topic_filter, _qos), code in zip(request.topics, codes, strict=True):
+            if code == REFUSED:
+                continue
+            await self.plugins_manager.fire_event(
+                BrokerEvents.CLIENT_SUBSCRIBED,
+                client_id=session.client_id,
+                topic=topic_filter,
+                qos=code,
+            )
+            await self._publish_retained_messages_for_subscription((topic_filter, code), session)
 
-    async def _consume_unsubscriptions(self, session: Session, handler: GatehouseHandler) -> None:
-        while True:
-            request = await handler.get_next_pending_unsubscription()
-            for topic_filter in request.topics:
-                self._del_subscription(topic_filter, session)
-                await self.plugins_manager.fire_event(
-                    BrokerEvents.CLIENT_UNSUBSCRIBED,
-                    client_id=session.client_id,
-                    topic=topic_filter,
-                )
-            await handler.mqtt_acknowledge_unsubscription(request.packet_id)
+    async def _on_unsubscribe(
+        self, session: Session, handler: GatehouseHandler, request: UnSubscription
+    ) -> None:
+        for topic_filter in request.topics:
+            self._del_subscription(topic_filter, session)
+            await self.plugins_manager.fire_event(
+                BrokerEvents.CLIENT_UNSUBSCRIBED,
+                client_id=session.client_id,
+                topic=topic_filter,
+            )
+        await handler.mqtt_acknowledge_unsubscription(request.packet_id)
 
     async def _handle_publish(self, session: Session, message: ApplicationMessage) -> bool:
         """Check and route one PUBLISH from a client; False ends the connection."""
@@ -482,7 +491,16 @@ class GatehouseBroker(Broker):
             else:
                 self._start_flow(session, handler, message.topic, bytes(message.data), qos, False)
 
-    # -- ACL ---------------------------------------------------------------------------
+    # -- auth and ACL ------------------------------------------------------------------
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        """amqtt's rule (every answering plugin says yes, and one answers), called directly."""
+        answers = [
+            await plugin.authenticate(session=session)
+            for plugin in self.plugins_manager._auth_plugins
+        ]
+        decided = [answer for answer in answers if answer is not None]
+        return bool(decided) and all(decided)
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
         """Ask the topic plugins directly, without a task per plugin per message."""

@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.errors import MQTTError
+from amqtt.events import MQTTEvents
+from amqtt.mqtt.connack import (
+    BAD_USERNAME_PASSWORD,
+    IDENTIFIER_REJECTED,
+    UNACCEPTABLE_PROTOCOL_VERSION,
+    ConnackPacket,
+)
+from amqtt.mqtt.connect import ConnectPacket
+from amqtt.mqtt.protocol.broker_handler import (
+    BrokerProtocolHandler,
+    Subscription,
+    UnSubscription,
+)
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.subscribe import SubscribePacket
+from amqtt.mqtt.unsubscribe import UnsubscribePacket
+from amqtt.plugins.manager import PluginManager
 from amqtt.session import (
     OUTGOING,
     IncomingApplicationMessage,
@@ -21,10 +38,28 @@ from amqtt.session import (
     Session,
 )
 
+from broker.core.session import GatehouseSession
+
 log = logging.getLogger("gatehouse.mqtt")
 
 # MQTT 3.1.1, 3.1.2.10: a server disconnects a client silent for 1.5 x its keepalive.
 KEEPALIVE_GRACE = 1.5
+MQTT_311 = 4
+
+
+def _refusal(connect: Any) -> tuple[int, str] | None:
+    """The CONNACK code refusing a well-formed CONNECT before authentication, and why."""
+    if connect.proto_level != MQTT_311:
+        return UNACCEPTABLE_PROTOCOL_VERSION, f"protocol level {connect.proto_level}, not 4"
+    if not connect.username_flag and connect.password_flag:
+        return BAD_USERNAME_PASSWORD, "[MQTT-3.1.2-22] a password without a username"
+    if connect.username_flag and connect.username is None:
+        return BAD_USERNAME_PASSWORD, "username flag set without a username"
+    if connect.password_flag and connect.password is None:
+        return BAD_USERNAME_PASSWORD, "password flag set without a password"
+    if not connect.clean_session_flag and connect.payload.client_id_is_random:
+        return IDENTIFIER_REJECTED, "[MQTT-3.1.3-8] a persistent session needs a client id"
+    return None
 
 
 class _ActivityReader(ReaderAdapter):
@@ -54,10 +89,72 @@ class GatehouseHandler(BrokerProtocolHandler):
         self.outbound: set[asyncio.Future[Any]] = set()  # QoS 1/2 deliveries awaiting ack
         self._activity: _ActivityReader | None = None
         self._silence_check: asyncio.TimerHandle | None = None
+        # Set by the broker: SUBSCRIBE and UNSUBSCRIBE are handled in the task amqtt's
+        # reader starts per packet, instead of two more queues and tasks per connection.
+        self.on_subscribe: Callable[[Subscription], Awaitable[None]] | None = None
+        self.on_unsubscribe: Callable[[UnSubscription], Awaitable[None]] | None = None
+
+    @classmethod
+    async def init_from_connect(
+        cls,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        plugins_manager: PluginManager[Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> tuple[GatehouseHandler, Session]:
+        """Read and check CONNECT as amqtt does, into a `GatehouseSession`.
+
+        Overridden for the session class alone: amqtt's builds a state machine per
+        client, the largest CPU and memory cost of a connection.
+        """
+        connect = await ConnectPacket.from_stream(reader)
+        await plugins_manager.fire_event(MQTTEvents.PACKET_RECEIVED, packet=connect)
+        header, payload = connect.variable_header, connect.payload
+        if header is None or payload is None or payload.client_id is None:
+            raise MQTTError("[MQTT-3.1.3-3] CONNECT without a client identifier")
+        if connect.will_flag and (connect.will_topic is None or connect.will_message is None):
+            raise MQTTError("will flag set, but no will topic or message")
+        if header.reserved_flag:
+            raise MQTTError("[MQTT-3.1.2-3] CONNECT reserved flag must be 0")
+        if connect.proto_name != "MQTT":
+            raise MQTTError(f"[MQTT-3.1.2-1] protocol name {connect.proto_name!r}")
+        refusal = _refusal(connect)
+        if refusal is not None:
+            await ConnackPacket.build(0, refusal[0]).to_stream(writer)
+            await writer.close()
+            raise MQTTError(refusal[1])
+        session = GatehouseSession()
+        session.client_id = connect.client_id
+        session.clean_session = connect.clean_session_flag
+        session.will_flag = connect.will_flag
+        session.will_retain = connect.will_retain_flag
+        session.will_qos = connect.will_qos
+        session.will_topic = connect.will_topic
+        session.will_message = connect.will_message
+        session.username = connect.username
+        session.password = connect.password
+        session.remote_address, session.remote_port = writer.get_peer_info() or (None, None)
+        session.ssl_object = writer.get_ssl_info()
+        session.keep_alive = max(connect.keep_alive, 0)
+        return cls(plugins_manager, loop=loop), session
 
     def attach(self, session: Session, reader: ReaderAdapter, writer: WriterAdapter) -> None:
         self._activity = _ActivityReader(reader, self._loop)
         super().attach(session, reader=self._activity, writer=writer)
+
+    async def handle_subscribe(self, subscribe: SubscribePacket) -> None:
+        if self.on_subscribe is None:
+            await super().handle_subscribe(subscribe)
+        elif subscribe.variable_header is not None and subscribe.payload is not None:
+            request = Subscription(subscribe.variable_header.packet_id, subscribe.payload.topics)
+            await self.on_subscribe(request)
+
+    async def handle_unsubscribe(self, unsubscribe: UnsubscribePacket) -> None:
+        if self.on_unsubscribe is None:
+            await super().handle_unsubscribe(unsubscribe)
+        elif unsubscribe.variable_header is not None and unsubscribe.payload is not None:
+            header, payload = unsubscribe.variable_header, unsubscribe.payload
+            await self.on_unsubscribe(UnSubscription(header.packet_id, payload.topics))
 
     def abort(self) -> None:
         """End the connection as abnormal: the broker sends the will and closes the socket."""
