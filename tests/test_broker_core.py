@@ -144,57 +144,49 @@ def test_an_unacknowledged_qos1_message_is_resent_after_reconnect(core: Core) ->
         writer.close()
 
 
-def test_a_persistent_session_gets_what_was_queued_while_offline(core: Core) -> None:
-    """Defect 7: queued QoS 1 messages arrive in order, as ordinary (not retained) messages."""
-    client_id, topic = unique("sleeper"), f"core/{unique()}/downlink"
-    sleeper = core.client(client_id, clean_session=False)
-    assert sleeper.subscribe(topic, qos=1) == 1
-    sleeper.close()
-    writer = core.client(unique("writer"))
-    try:
-        for n in range(3):
-            writer.publish(topic, b"m%d" % n, qos=1)
-        woken = core.client(client_id, clean_session=False)
-        try:
-            assert woken.session_present
-            got = [woken.next_received(topic) for _ in range(3)]
-            assert [(m.payload, m.qos, m.retain) for m in got] == [
-                (b"m0", 1, False),
-                (b"m1", 1, False),
-                (b"m2", 1, False),
-            ]
-        finally:
-            woken.close()
-    finally:
-        writer.close()
-
-
-def test_the_offline_queue_is_bounded_and_keeps_the_newest(core: Core) -> None:
-    """Defect 7: queues are bounded; a full queue drops its oldest message."""
-    client_id, topic = unique("away"), f"core/{unique()}/flood"
+def queued_while_offline(core: Core, payloads: list[bytes]) -> tuple[Client, str]:
+    """A persistent subscriber goes offline, `payloads` are published to it at QoS 1,
+    and it comes back: returns the returned client (session present) and the topic."""
+    client_id, topic = unique("offline"), f"core/{unique()}/downlink"
     away = core.client(client_id, clean_session=False)
     assert away.subscribe(topic, qos=1) == 1
     away.close()
     writer = core.client(unique("writer"))
-    extra = 5
     try:
-        for n in range(MAX_QUEUED + extra):
-            writer.publish(topic, b"%d" % n, qos=1)
-        back = core.client(client_id, clean_session=False)
-        try:
-            got: list[int] = []
-            try:
-                for _ in range(MAX_QUEUED):
-                    got.append(int(back.next_received(topic).payload))
-            except queue.Empty:
-                raise AssertionError(f"only {got}") from None
-            assert got == list(range(extra, MAX_QUEUED + extra))
-            with pytest.raises(queue.Empty):
-                back.next_message(timeout=0.5)
-        finally:
-            back.close()
+        for payload in payloads:
+            writer.publish(topic, payload, qos=1)
     finally:
         writer.close()
+    back = core.client(client_id, clean_session=False)
+    assert back.session_present
+    return back, topic
+
+
+def test_a_persistent_session_gets_what_was_queued_while_offline(core: Core) -> None:
+    """Defect 7: queued QoS 1 messages arrive in order, as ordinary (not retained) messages."""
+    woken, topic = queued_while_offline(core, [b"m0", b"m1", b"m2"])
+    try:
+        got = [woken.next_received(topic) for _ in range(3)]
+        assert [(m.payload, m.qos, m.retain) for m in got] == [
+            (b"m0", 1, False),
+            (b"m1", 1, False),
+            (b"m2", 1, False),
+        ]
+    finally:
+        woken.close()
+
+
+def test_the_offline_queue_is_bounded_and_keeps_the_newest(core: Core) -> None:
+    """Defect 7: queues are bounded; a full queue drops its oldest message."""
+    extra = 5
+    back, topic = queued_while_offline(core, [b"%d" % n for n in range(MAX_QUEUED + extra)])
+    try:
+        got = [int(back.next_received(topic).payload) for _ in range(MAX_QUEUED)]
+        assert got == list(range(extra, MAX_QUEUED + extra))
+        with pytest.raises(queue.Empty):
+            back.next_message(timeout=0.5)
+    finally:
+        back.close()
 
 
 def test_suback_refuses_each_malformed_filter_with_0x80(core: Core) -> None:

@@ -75,7 +75,6 @@ class CoreStats:
     refused_publish: int = 0  # PUBLISH packets the topic ACL refused
     dropped_slow: int = 0  # QoS 0 to a subscriber whose socket buffer was full
     dropped_queue: int = 0  # oldest queued messages dropped from a full client queue
-    dropped_inbound: int = 0  # QoS 0 packets dropped because a connection's inbound queue was full
     taken_over: int = 0
 
 

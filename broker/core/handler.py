@@ -85,7 +85,7 @@ class GatehouseHandler(BrokerProtocolHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.finished = asyncio.Event()  # set when the broker is done with this connection
-        self.drops = 0  # QoS 0 messages dropped because the client did not keep up
+        self.inbound_drops = 0  # QoS 0 PUBLISHes dropped because the inbound queue was full
         self.outbound: set[asyncio.Future[Any]] = set()  # QoS 1/2 deliveries awaiting ack
         self._activity: _ActivityReader | None = None
         self._silence_check: asyncio.TimerHandle | None = None
@@ -156,6 +156,25 @@ class GatehouseHandler(BrokerProtocolHandler):
             header, payload = unsubscribe.variable_header, unsubscribe.payload
             await self.on_unsubscribe(UnSubscription(header.packet_id, payload.topics))
 
+    async def handle_publish(self, publish_packet: PublishPacket) -> None:
+        """Bound what one connection can have read but not yet routed (`max_inbound`).
+
+        amqtt would drop QoS 0 on a full queue but block QoS 1/2 in a task per packet
+        while the reader goes on reading: unbounded. Here QoS 1/2 on a full queue ends
+        the connection before PUBACK, so the client resends after reconnecting.
+        """
+        if self.session is not None and self.session.delivered_message_queue.full():
+            if publish_packet.qos:
+                log.warning(
+                    "%s: publishing faster than it is routed; disconnecting",
+                    self.session.client_id,
+                )
+                self.abort()
+            else:
+                self.inbound_drops += 1
+            return
+        await super().handle_publish(publish_packet)
+
     def abort(self) -> None:
         """End the connection as abnormal: the broker sends the will and closes the socket."""
         if self._disconnect_waiter is not None and not self._disconnect_waiter.done():
@@ -202,7 +221,6 @@ class GatehouseHandler(BrokerProtocolHandler):
         if writer is None or transport is None or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > high_water:
-            self.drops += 1
             return False
         transport.write(data)
         return True
