@@ -1,14 +1,27 @@
-"""Who may do what on the MQTT side, as plain functions (no amqtt types), so that an
-HTTP face for a clustered broker can make the same decisions.
+"""The topic ACL: who may publish, subscribe and receive where. Plain functions on
+identities (no amqtt types), so that an HTTP face for a clustered broker can make the
+same decisions.
 
-Until device admission lands, the only MQTT clients are anonymous ones, admitted when
-`gatehouse serve --allow-anonymous` says so, and kept out of the reserved namespaces.
+- A device publishes and subscribes only under its own `/sys/{pk}/{dk}/` and
+  `/ext/session/{pk}/{dk}/`; wildcards may follow that prefix, never replace part of it.
+- An application (an organisation's access key) is read-only: it may subscribe to its
+  own organisation's products, `/sys/{pk}/...` and `/ext/session/{pk}/...`, with the
+  ProductKey spelled out.
+- An anonymous client (only with `--allow-anonymous`) stays out of the reserved
+  namespaces `/sys`, `/ext` and `$SYS` entirely.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
+
 # The device namespaces and the broker's own: `/sys/...`, `/ext/...`, `$SYS/...`.
 RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (("", "sys"), ("", "ext"), ("$SYS",))
+
+# ProductKey -> owning organisation, from the credential cache.
+ProductOwner = Callable[[str], str | None]
 
 
 def may_touch_reserved(topic_filter: str) -> bool:
@@ -36,3 +49,52 @@ def _may_match_prefix(levels: list[str], prefix: tuple[str, ...]) -> bool:
 def anonymous_may_use(topic_filter: str) -> bool:
     """An anonymous client may publish, subscribe and receive outside the reserved namespaces."""
     return not may_touch_reserved(topic_filter)
+
+
+def device_may_use(device: DeviceIdentity, topic_filter: str) -> bool:
+    """Publish or subscribe: the device's own prefixes, which are literal (no `+`/`#`)."""
+    return topic_filter.startswith(device.sys_prefix) or topic_filter.startswith(device.ext_prefix)
+
+
+def product_of_filter(topic_filter: str) -> str | None:
+    """The literal ProductKey a device-namespace filter names, or None if it names none."""
+    levels = topic_filter.split("/")
+    if len(levels) >= 4 and levels[:2] == ["", "sys"]:
+        product_key = levels[2]
+    elif len(levels) >= 5 and levels[:3] == ["", "ext", "session"]:
+        product_key = levels[3]
+    else:
+        return None
+    return None if product_key in ("", "+", "#") else product_key
+
+
+def app_may_subscribe(app: AppIdentity, topic_filter: str, owner: ProductOwner) -> bool:
+    product_key = product_of_filter(topic_filter)
+    return product_key is not None and owner(product_key) == app.org_id
+
+
+def may_publish(identity: Identity, topic: str) -> bool:
+    if isinstance(identity, DeviceIdentity):
+        return device_may_use(identity, topic)
+    if isinstance(identity, AnonymousIdentity):
+        return anonymous_may_use(topic)
+    return False  # applications are read-only
+
+
+def may_subscribe(identity: Identity, topic_filter: str, owner: ProductOwner) -> bool:
+    if isinstance(identity, DeviceIdentity):
+        return device_may_use(identity, topic_filter)
+    if isinstance(identity, AppIdentity):
+        return app_may_subscribe(identity, topic_filter, owner)
+    return anonymous_may_use(topic_filter)
+
+
+def may_receive(identity: Identity, topic: str, owner: ProductOwner) -> bool:
+    """Checked on each delivery; subscriptions were checked already, so this is the
+    cheap second line (a product deleted, a filter that slipped through)."""
+    if isinstance(identity, AnonymousIdentity):
+        return anonymous_may_use(topic)
+    if isinstance(identity, AppIdentity):
+        product_key = product_of_filter(topic)
+        return product_key is not None and owner(product_key) == identity.org_id
+    return True

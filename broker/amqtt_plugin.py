@@ -1,18 +1,37 @@
-"""The adapter between amqtt 0.12.1's plugin hooks and gatehouse's decisions.
+"""The adapter between amqtt 0.12.1 and gatehouse's gate: amqtt types stop here.
 
-amqtt types stay in this module: the hooks unpack what they need from the session and
-call the plain functions in `broker.access`.
+The plugins and hooks unpack what they need from amqtt's session and call the plain
+decisions in `broker.gate`. Each authenticated session carries its `identity`, and its
+client id becomes the identity's session key, so one device has one connection
+whatever client id (timestamp included) it sends, and no anonymous client can name
+itself into a device's session.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from amqtt.broker import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from broker import access
+from broker.admission import ConnectAttempt, Refusal
+from broker.core import BrokerHooks, GatehouseBroker, GatehouseHandler
+from broker.gate import Gate
+from broker.identity import AnonymousIdentity, DeviceIdentity
+
+log = logging.getLogger("gatehouse.mqtt")
+
+IMPLICIT_QOS = 1  # replies and downlinks go at the publisher's QoS, up to 1
+
+
+def _gate(config: Any) -> Gate:
+    gate = config.gate
+    if not isinstance(gate, Gate):
+        raise TypeError("gatehouse's amqtt plugins need a Gate in their configuration")
+    return gate
 
 
 class GatehouseAuthPlugin(BaseAuthPlugin):
@@ -20,23 +39,31 @@ class GatehouseAuthPlugin(BaseAuthPlugin):
 
     @dataclass
     class Config:
-        allow_anonymous: bool = False
+        gate: Any = None
 
     async def authenticate(self, *, session: Session) -> bool:
-        # Anonymous means "no username". A client that names itself must prove it;
-        # allowing anonymous clients never admits one with wrong credentials.
-        if session.username is None and self.config.allow_anonymous:
-            session.is_anonymous = True
-            return True
-        return False
+        decision = _gate(self.config).admit(
+            ConnectAttempt(
+                client_id=session.client_id or "",
+                username=session.username,
+                password=session.password,
+                tls=session.ssl_object is not None,
+            )
+        )
+        if isinstance(decision, Refusal):
+            return False
+        session.identity = decision
+        session.client_id = decision.session_key
+        session.is_anonymous = isinstance(decision, AnonymousIdentity)
+        return True
 
 
 class GatehouseTopicPlugin(BaseTopicPlugin):
-    """The topic ACL, asked by amqtt on every SUBSCRIBE, PUBLISH and delivery."""
+    """The topic ACL, asked by the core on every SUBSCRIBE, PUBLISH and delivery."""
 
     @dataclass
     class Config:
-        pass
+        gate: Any = None
 
     async def topic_filtering(
         self,
@@ -45,8 +72,60 @@ class GatehouseTopicPlugin(BaseTopicPlugin):
         topic: str | None = None,
         action: Action | None = None,
     ) -> bool:
-        if session is None or topic is None:
+        identity = getattr(session, "identity", None)
+        if identity is None or topic is None:
             return False
-        if getattr(session, "is_anonymous", False):
-            return access.anonymous_may_use(topic)
-        return False
+        gate = _gate(self.config)
+        if action == Action.PUBLISH:
+            return gate.may_publish(identity, topic)
+        if action == Action.SUBSCRIBE:
+            return gate.may_subscribe(identity, topic)
+        return gate.may_receive(identity, topic)
+
+
+class GateHooks(BrokerHooks):
+    """Connection and message hooks of the broker core, forwarded to the gate."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self._broker: GatehouseBroker | None = None
+
+    def bind(self, broker: GatehouseBroker) -> None:
+        self._broker = broker
+        self.gate.kick = self._kick
+
+    @property
+    def broker(self) -> GatehouseBroker:
+        if self._broker is None:
+            raise RuntimeError("GateHooks used before bind()")
+        return self._broker
+
+    def connected(self, session: Session, handler: GatehouseHandler) -> None:
+        identity = getattr(session, "identity", None)
+        if identity is None:
+            return
+        self.gate.connected(identity)
+        if isinstance(identity, DeviceIdentity):
+            for topic_filter in identity.downlink_filters:
+                self.broker.add_implicit_subscription(session, topic_filter, IMPLICIT_QOS)
+
+    def disconnected(self, session: Session, handler: GatehouseHandler) -> None:
+        identity = getattr(session, "identity", None)
+        if identity is not None:
+            self.gate.disconnected(identity)
+
+    async def published(self, session: Session, topic: str, data: bytes, qos: int) -> bool:
+        identity = getattr(session, "identity", None)
+        if identity is None:
+            return True
+        outcome = await self.gate.uplink(identity, topic, data)
+        if outcome is None:
+            return True
+        if outcome.reply is not None:
+            await self.broker.route(topic + "_reply", outcome.reply, min(qos, IMPLICIT_QOS))
+        return outcome.accepted
+
+    def _kick(self, session_key: str) -> None:
+        entry = self.broker.sessions.get(session_key)
+        if entry is not None and isinstance(entry[1], GatehouseHandler):
+            entry[1].abort()

@@ -16,10 +16,15 @@ from typing import Any
 
 import orjson
 
+from broker.admission import ConnectLimit
 from broker.client import ApiClient, ApiError
+from broker.codecs import CodecError, parse_codec_option
 from broker.core import CoreLimits
 from broker.exports import write_credentials
+from broker.gate import GateConfig
+from broker.routing import DEFAULT_MAX_PAYLOAD
 from broker.serve import ServeConfig, event_loop, serve
+from broker.writer import WriterConfig
 from registry import RegistryError
 
 EPILOG = """\
@@ -59,6 +64,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _connect_limit(text: str) -> ConnectLimit:
+    try:
+        return ConnectLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _codec(text: str) -> tuple[str, str]:
+    try:
+        return parse_codec_option(text)
+    except CodecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -72,7 +91,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         http_port=args.http_port,
         mqtt_port=args.mqtt_port,
-        allow_anonymous=args.allow_anonymous,
         provision_file=args.provision,
         max_devices_per_product=args.max_devices_per_product,
         log_level=args.log_level,
@@ -80,7 +98,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_queued=args.max_queued_messages,
             max_inflight=args.max_inflight,
             connect_timeout=args.connect_timeout,
+            max_packet=2 * args.max_payload + 65_536,
+            disconnect_on_refused_publish=args.on_refused_publish == "disconnect",
         ),
+        gate=GateConfig(
+            allow_anonymous=args.allow_anonymous,
+            connect_limit=args.connect_limit,
+            max_payload=args.max_payload,
+            writer=WriterConfig(log_keep=args.message_log_size),
+        ),
+        codecs=dict(args.codec),
     )
     try:
         with contextlib.suppress(KeyboardInterrupt), event_loop(args.event_loop) as runner:
@@ -88,6 +115,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         # A bad --provision file or option: say what to fix, without a traceback.
         print(f"gatehouse: {exc.msg}", file=sys.stderr)
+        return 2
+    except CodecError as exc:
+        print(f"gatehouse: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -293,6 +323,42 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=CoreLimits().connect_timeout,
         help="seconds a new MQTT connection may take to send CONNECT (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--max-payload",
+        type=_positive,
+        default=DEFAULT_MAX_PAYLOAD,
+        help="largest device payload in bytes; a bigger request gets reply code 1220,"
+        " and a packet over twice this ends the connection (default %(default)s, EnOS's)",
+    )
+    serve_p.add_argument(
+        "--connect-limit",
+        type=_connect_limit,
+        default=ConnectLimit(),
+        metavar="BURST/WINDOW:BLOCK",
+        help="per-device CONNECT limit: at most one a second and BURST within WINDOW"
+        " seconds, else refused for BLOCK seconds; 'off' to disable (default 4/120:300, EnOS's)",
+    )
+    serve_p.add_argument(
+        "--on-refused-publish",
+        choices=("drop", "disconnect"),
+        default="drop",
+        help="what happens to a PUBLISH outside the client's topics: dropped and"
+        " counted, or the connection is closed too (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--message-log-size",
+        type=_positive,
+        default=WriterConfig().log_keep,
+        help="device messages and events the registry keeps, newest first (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--codec",
+        type=_codec,
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:ATTR",
+        help="load a codec for Custom products (repeatable); 'json' is built in",
     )
     serve_p.add_argument(
         "--event-loop",

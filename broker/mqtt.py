@@ -1,4 +1,4 @@
-"""The embedded MQTT broker: gatehouse's broker core, configured with gatehouse's plugins only.
+"""The embedded MQTT broker: gatehouse's broker core, with gatehouse's gate plugged in.
 
 amqtt's default event-logger and `$SYS` plugins are left out: gatehouse does not need
 them, and they cost throughput on every message.
@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.amqtt_plugin import GateHooks
 from broker.core import CoreLimits, CoreStats, GatehouseBroker
+from broker.gate import Gate
 
 AUTH_PLUGIN = "broker.amqtt_plugin.GatehouseAuthPlugin"
 TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"
@@ -19,11 +21,10 @@ TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"
 class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
-    allow_anonymous: bool = False
     limits: CoreLimits = field(default_factory=CoreLimits)
 
 
-def broker_config(config: MqttConfig) -> dict[str, Any]:
+def broker_config(config: MqttConfig, gate: Gate) -> dict[str, Any]:
     return {
         "listeners": {
             "default": {
@@ -33,18 +34,16 @@ def broker_config(config: MqttConfig) -> dict[str, Any]:
             }
         },
         "timeout_disconnect_delay": 0,
-        "plugins": {
-            AUTH_PLUGIN: {"allow_anonymous": config.allow_anonymous},
-            TOPIC_PLUGIN: {},
-        },
+        "plugins": {AUTH_PLUGIN: {"gate": gate}, TOPIC_PLUGIN: {"gate": gate}},
     }
 
 
 class MqttBroker:
     """Starts and stops the broker inside the running event loop."""
 
-    def __init__(self, config: MqttConfig) -> None:
+    def __init__(self, config: MqttConfig, gate: Gate) -> None:
         self.config = config
+        self.gate = gate
         self._broker: GatehouseBroker | None = None
 
     @property
@@ -52,7 +51,11 @@ class MqttBroker:
         return self._broker.stats if self._broker is not None else None
 
     async def start(self) -> None:
-        self._broker = GatehouseBroker(broker_config(self.config), limits=self.config.limits)
+        hooks = GateHooks(self.gate)
+        self._broker = GatehouseBroker(
+            broker_config(self.config, self.gate), limits=self.config.limits, hooks=hooks
+        )
+        hooks.bind(self._broker)
         await self._broker.start()
 
     async def stop(self) -> None:

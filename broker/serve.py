@@ -13,7 +13,9 @@ import uvicorn
 from broker import provision
 from broker.api import create_app
 from broker.bootstrap import first_organization
+from broker.codecs import load_codecs
 from broker.core import CoreLimits
+from broker.gate import Gate, GateConfig
 from broker.mqtt import MqttBroker, MqttConfig
 from registry import Registry, SqliteStore
 
@@ -28,11 +30,12 @@ class ServeConfig:
     host: str = "127.0.0.1"
     http_port: int = 8080
     mqtt_port: int = 1883
-    allow_anonymous: bool = False
     provision_file: Path | None = None
     max_devices_per_product: int = 10_000
     log_level: str = "info"
     limits: CoreLimits = field(default_factory=CoreLimits)
+    gate: GateConfig = field(default_factory=GateConfig)
+    codecs: dict[str, str] = field(default_factory=dict)  # NAME -> module:attribute
 
 
 def event_loop(choice: str = "auto") -> asyncio.Runner:
@@ -71,24 +74,20 @@ async def serve(config: ServeConfig) -> None:
                 lifespan="off",
             )
         )
-        mqtt = MqttBroker(
-            MqttConfig(
-                config.host,
-                config.mqtt_port,
-                allow_anonymous=config.allow_anonymous,
-                limits=config.limits,
-            )
-        )
+        gate = Gate(registry, config.gate, load_codecs(config.codecs))
+        await gate.start()
+        mqtt = MqttBroker(MqttConfig(config.host, config.mqtt_port, limits=config.limits), gate)
         try:
             await mqtt.start()
         except Exception as exc:
+            await gate.stop()
             raise SystemExit(
                 f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}: {exc}"
             ) from None
         try:
             print(
                 f"gatehouse: MQTT on {config.host}:{config.mqtt_port}"
-                f"{' (anonymous clients allowed)' if config.allow_anonymous else ''},"
+                f"{' (anonymous clients allowed)' if config.gate.allow_anonymous else ''},"
                 f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
                 f" data in {config.data_dir.resolve()}",
                 file=sys.stderr,
@@ -99,5 +98,6 @@ async def serve(config: ServeConfig) -> None:
                 raise SystemExit(f"gatehouse: could not listen on {config.host}:{config.http_port}")
         finally:
             await mqtt.stop()
+            await gate.stop()
     finally:
         await store.close()

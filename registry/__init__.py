@@ -22,6 +22,7 @@ from registry.models import (
     ThingModel,
     ThingModelCreate,
 )
+from registry.observers import RegistryObserver
 from registry.registry import Page, Registry
 from registry.sqlite import SqliteStore
 from registry.tsl import CompiledModel, Violation, compile_model
@@ -44,6 +45,7 @@ __all__ = [
     "ProductStats",
     "Registry",
     "RegistryError",
+    "RegistryObserver",
     "SqliteStore",
     "ThingModel",
     "ThingModelCreate",

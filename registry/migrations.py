@@ -79,4 +79,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX topology_by_gateway ON topology(gateway_product_key, gateway_device_key);
     """,
+    # 2: what the broker writes behind: device traffic and events, and latest values
+    """
+    CREATE TABLE device_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        topic TEXT NOT NULL DEFAULT '',
+        payload BLOB,
+        code INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX device_log_by_device ON device_log(product_key, device_key, seq);
+    CREATE TABLE device_latest (
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        value TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (product_key, device_key, identifier)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -121,6 +121,8 @@ class ProductSettings(BaseModel):
     deviceType: DeviceType = "direct"
     networkMethod: NetworkMethod | None = None
     dataFormat: Literal["Json", "Custom"] = "Json"
+    # Custom products: the codec that turns raw bytes into TSL requests and replies back.
+    codec: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     connectedPlatform: str | None = Field(default=None, max_length=64)
     encryption: Literal["DTLS", "plaintext"] | None = None
     powerSaving: PowerSaving | None = None
@@ -162,6 +164,8 @@ class ProductSettings(BaseModel):
 
     @model_validator(mode="after")
     def _rules(self) -> ProductSettings:
+        if self.codec is not None and self.dataFormat != "Custom":
+            raise ValueError("codec applies only to products whose dataFormat is Custom")
         if self.defaultValidDay > self.maxValidDay:
             raise ValueError(
                 f"defaultValidDay {self.defaultValidDay} is above maxValidDay {self.maxValidDay}"

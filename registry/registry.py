@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from registry import ids
@@ -39,6 +40,7 @@ from registry.models import (
     ThingModelCreate,
     Topology,
 )
+from registry.observers import RegistryObserver
 from registry.sqlite import SqliteStore
 from registry.tsl import CompiledModel, compile_model
 
@@ -69,6 +71,35 @@ def describe_errors(exc: ValidationError, what: str) -> str:
     return "; ".join(parts)
 
 
+# What the broker records per device: its uplinks, and its connection events.
+LOG_KINDS = ("up", "online", "offline", "refused")
+
+
+def _log_entry(
+    product_key: str,
+    device_key: str,
+    ts: int,
+    kind: str,
+    topic: str,
+    payload: bytes | None,
+    code: int | None,
+    detail: str,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"time": ts, "kind": kind}
+    if topic:
+        entry["topic"] = topic
+    if payload is not None:
+        try:
+            entry["payload"] = payload.decode()
+        except UnicodeDecodeError:
+            entry["payloadHex"] = payload.hex()
+    if code is not None:
+        entry["code"] = code
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     number: int = 1
@@ -94,6 +125,7 @@ class Registry:
         self.store = store
         self.max_devices_per_product = max_devices_per_product
         self._compiled: dict[tuple[str, str], CompiledModel] = {}
+        self.observers: list[RegistryObserver] = []
 
     # ------------------------------------------------------------------ organizations
 
@@ -120,6 +152,8 @@ class Registry:
             await self.store.insert_org(org)
         except sqlite3.IntegrityError:
             raise Conflict("an organisation with that id or access key exists") from None
+        for observer in self.observers:
+            observer.org_saved(org)
         return org, secret
 
     async def authenticate(self, access_key: str, access_secret: str) -> Organization:
@@ -211,6 +245,7 @@ class Registry:
         except sqlite3.IntegrityError:
             # A race on the name or (once in 10^17) on a generated key.
             raise Conflict("a product with that name or key exists") from None
+        self._product_saved(product)
         return product
 
     async def _check_settings(
@@ -287,7 +322,12 @@ class Registry:
             )
         updated = product.model_copy(update={"settings": settings})
         await self.store.replace_product(updated)
+        self._product_saved(updated)
         return updated
+
+    def _product_saved(self, product: Product) -> None:
+        for observer in self.observers:
+            observer.product_saved(product)
 
     async def delete_product(self, org_id: str, product_key: str) -> None:
         await self.get_product(org_id, product_key)
@@ -295,6 +335,8 @@ class Registry:
         if count:
             raise Conflict(f"product {product_key!r} has {count} devices; delete them first")
         await self.store.delete_product(product_key)
+        for observer in self.observers:
+            observer.product_deleted(product_key)
 
     async def product_stats(self, org_id: str, product_key: str) -> ProductStats:
         await self.get_product(org_id, product_key)
@@ -341,7 +383,12 @@ class Registry:
             await self.store.insert_devices(devices)
         except sqlite3.IntegrityError:
             raise DeviceKeyExists("a deviceKey in the request exists already") from None
+        self._devices_saved(devices)
         return devices
+
+    def _devices_saved(self, devices: Sequence[Device]) -> None:
+        for observer in self.observers:
+            observer.devices_saved(devices)
 
     async def _check_new_keys(self, devices: Sequence[Device]) -> None:
         per_product: dict[str, list[str]] = {}
@@ -397,15 +444,39 @@ class Registry:
         }
         updated = device.model_copy(update=changed)
         await self.store.replace_device(updated)
+        self._devices_saved([updated])
         return updated
 
     async def set_enabled(self, device: Device, enabled: bool) -> Device:
         updated = device.model_copy(update={"enabled": enabled})
         await self.store.replace_device(updated)
+        self._devices_saved([updated])
         return updated
 
     async def delete_device(self, device: Device) -> None:
         await self.store.delete_device(device.productKey, device.deviceKey)
+        for observer in self.observers:
+            observer.device_deleted(device.productKey, device.deviceKey)
+
+    # ------------------------------------------------------------------ device data
+
+    async def latest_values(self, device: Device) -> dict[str, dict[str, Any]]:
+        """The newest value of each measurepoint the device has posted, with its time."""
+        rows = await self.store.latest_values(device.productKey, device.deviceKey)
+        return {name: {"value": orjson.loads(value), "time": ts} for _, _, name, value, ts in rows}
+
+    async def device_log(
+        self, device: Device, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The device's newest messages and connection events, newest first."""
+        wanted = list(kinds) if kinds else list(LOG_KINDS)
+        unknown = [k for k in wanted if k not in LOG_KINDS]
+        if unknown:
+            raise InvalidArgument(f"kind {unknown[0]!r} is not one of {', '.join(LOG_KINDS)}")
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument("limit must be 1 to 1000")
+        rows = await self.store.device_log(device.productKey, device.deviceKey, wanted, limit)
+        return [_log_entry(*row) for row in rows]
 
     # ------------------------------------------------------------------ bindings
 

@@ -26,6 +26,13 @@ from registry.models import (
     Topology,
 )
 
+# (online, last_seen_at, activated_at if first seen, product_key, device_key)
+PresenceRow = tuple[int, int, int | None, str, str]
+# (product_key, device_key, ts, kind, topic, payload, code, detail)
+LogRow = tuple[str, str, int, str, str, bytes | None, int | None, str]
+# (product_key, device_key, identifier, value as JSON, ts)
+LatestRow = tuple[str, str, str, str, int]
+
 DEVICE_COLUMNS = (
     "org_id, product_key, device_key, device_secret, asset_id, name, timezone, description,"
     " attributes, tags, enabled, online, activated_at, last_seen_at, created_at"
@@ -342,10 +349,10 @@ class SqliteStore:
         return found
 
     async def replace_device(self, device: Device) -> None:
+        """Write what the API may change; presence columns belong to `write_behind`."""
         await self._write(
             "UPDATE devices SET name = ?, timezone = ?, description = ?, attributes = ?, tags = ?,"
-            " enabled = ?, online = ?, activated_at = ?, last_seen_at = ?"
-            " WHERE product_key = ? AND device_key = ?",
+            " enabled = ? WHERE product_key = ? AND device_key = ?",
             (
                 device.deviceName.model_dump_json(),
                 device.timezone,
@@ -353,19 +360,112 @@ class SqliteStore:
                 _json(device.deviceAttributes),
                 _json(device.deviceTags),
                 int(device.enabled),
-                int(device.online),
-                device.activatedAt,
-                device.lastSeenAt,
                 device.productKey,
                 device.deviceKey,
             ),
         )
 
     async def delete_device(self, product_key: str, device_key: str) -> None:
-        await self._write(
-            "DELETE FROM devices WHERE product_key = ? AND device_key = ?",
+        try:
+            for table in ("device_latest", "device_log", "devices"):
+                await self.db.execute(
+                    f"DELETE FROM {table} WHERE product_key = ? AND device_key = ?",  # noqa: S608
+                    (product_key, device_key),
+                )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+
+    async def all_devices(self) -> list[Device]:
+        return [_device(r) for r in await self._all("SELECT * FROM devices")]
+
+    async def all_products(self) -> list[Product]:
+        return [_product(r) for r in await self._all("SELECT * FROM products")]
+
+    async def all_orgs(self) -> list[Organization]:
+        return [_org(r) for r in await self._all("SELECT * FROM organizations")]
+
+    # ------------------------------------------------------------------ written behind
+
+    async def reset_presence(self) -> int:
+        """Mark every device offline: nothing is connected to a broker that just started."""
+        return await self._write("UPDATE devices SET online = 0 WHERE online = 1")
+
+    async def write_behind(
+        self,
+        presence: Sequence[PresenceRow],
+        log: Sequence[LogRow],
+        latest: Sequence[LatestRow],
+    ) -> None:
+        """One transaction for a batch of the broker's writes."""
+        try:
+            if presence:
+                await self.db.executemany(
+                    "UPDATE devices SET online = ?, last_seen_at = ?,"
+                    " activated_at = COALESCE(activated_at, ?)"
+                    " WHERE product_key = ? AND device_key = ?",
+                    presence,
+                )
+            if log:
+                await self.db.executemany(
+                    "INSERT INTO device_log"
+                    " (product_key, device_key, ts, kind, topic, payload, code, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    log,
+                )
+            if latest:
+                await self.db.executemany(
+                    "INSERT INTO device_latest VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (product_key, device_key, identifier)"
+                    " DO UPDATE SET value = excluded.value, ts = excluded.ts"
+                    " WHERE excluded.ts >= device_latest.ts",
+                    latest,
+                )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+
+    async def prune_log(self, keep: int) -> int:
+        """Keep the newest `keep` log rows (the log is a bounded ring)."""
+        return await self._write(
+            "DELETE FROM device_log WHERE seq <= (SELECT MAX(seq) FROM device_log) - ?", (keep,)
+        )
+
+    async def latest_values(self, product_key: str, device_key: str) -> list[LatestRow]:
+        rows = await self._all(
+            "SELECT * FROM device_latest WHERE product_key = ? AND device_key = ?"
+            " ORDER BY identifier",
             (product_key, device_key),
         )
+        return [
+            (r["product_key"], r["device_key"], r["identifier"], r["value"], r["ts"]) for r in rows
+        ]
+
+    async def device_log(
+        self, product_key: str, device_key: str, kinds: Sequence[str], limit: int
+    ) -> list[LogRow]:
+        """The device's newest log rows of the given kinds, newest first."""
+        marks = ", ".join("?" * len(kinds))
+        query = f"SELECT * FROM device_log WHERE product_key = ? AND device_key = ? AND kind IN ({marks}) ORDER BY seq DESC LIMIT ?"  # noqa: S608, E501
+        rows = await self._all(
+            query,
+            (product_key, device_key, *kinds, limit),
+        )
+        return [
+            (
+                r["product_key"],
+                r["device_key"],
+                r["ts"],
+                r["kind"],
+                r["topic"],
+                r["payload"],
+                r["code"],
+                r["detail"],
+            )
+            for r in rows
+        ]
 
     async def product_stats(self, product_key: str) -> ProductStats:
         row = await self._one(

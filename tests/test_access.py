@@ -1,10 +1,18 @@
-"""The reserved-namespace rule, as pure logic."""
+"""The topic ACL, as pure logic: reserved namespaces, devices, applications."""
 
 from __future__ import annotations
 
 import pytest
 
-from broker.access import anonymous_may_use, may_touch_reserved
+from broker.access import (
+    anonymous_may_use,
+    device_may_use,
+    may_publish,
+    may_receive,
+    may_subscribe,
+    may_touch_reserved,
+)
+from broker.identity import AppIdentity, DeviceIdentity
 
 
 @pytest.mark.parametrize(
@@ -36,3 +44,73 @@ def test_reserved_or_could_match_reserved(topic: str) -> None:
 def test_outside_the_reserved_namespaces(topic: str) -> None:
     assert not may_touch_reserved(topic)
     assert anonymous_may_use(topic)
+
+
+DEVICE = DeviceIdentity("pkA", "dkA", "org1")
+APP = AppIdentity("org1", "dashboard")
+OWNERS = {"pkA": "org1", "pkB": "org2"}
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "/sys/pkA/dkA/thing/measurepoint/post",
+        "/sys/pkA/dkA/thing/event/overheat/post",
+        "/ext/session/pkA/dkA/combine/login",
+        "/sys/pkA/dkA/#",
+        "/sys/pkA/dkA/thing/+/post_reply",
+    ],
+)
+def test_a_device_may_use_its_own_topics(topic: str) -> None:
+    assert device_may_use(DEVICE, topic)
+    assert may_subscribe(DEVICE, topic, OWNERS.get)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "#",
+        "$SYS/#",
+        "/sys/#",
+        "/sys/pkA/#",
+        "/sys/pkA/+/thing/measurepoint/post",
+        "/sys/+/dkA/thing/measurepoint/post",
+        "/sys/pkA/dkB/thing/measurepoint/post",
+        "/sys/pkA/dkAX/thing/measurepoint/post",  # a longer key with the same start
+        "/sys/pkA/dkA",
+        "/ext/session/pkA/+/combine/login",
+        "/ext/pkA/dkA/x",
+        "sys/pkA/dkA/thing/measurepoint/post",
+        "demo/topic",
+    ],
+)
+def test_a_device_may_not_leave_its_own_topics(topic: str) -> None:
+    assert not device_may_use(DEVICE, topic)
+    assert not may_publish(DEVICE, topic)
+    assert not may_subscribe(DEVICE, topic, OWNERS.get)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "allowed"),
+    [
+        ("/sys/pkA/+/thing/measurepoint/post", True),
+        ("/sys/pkA/#", True),
+        ("/ext/session/pkA/+/combine/#", True),
+        ("/sys/pkB/#", False),  # another organisation's product
+        ("/sys/+/+/thing/measurepoint/post", False),  # the ProductKey must be spelled out
+        ("/sys/#", False),
+        ("#", False),
+        ("/sys/unknown/#", False),
+        ("demo/x", False),
+    ],
+)
+def test_an_application_subscribes_to_its_own_products_only(
+    topic_filter: str, allowed: bool
+) -> None:
+    assert may_subscribe(APP, topic_filter, OWNERS.get) is allowed
+
+
+def test_an_application_is_read_only_and_receives_its_own_products_only() -> None:
+    assert not may_publish(APP, "/sys/pkA/dkA/thing/service/reboot")
+    assert may_receive(APP, "/sys/pkA/dkA/thing/measurepoint/post", OWNERS.get)
+    assert not may_receive(APP, "/sys/pkB/dkB/thing/measurepoint/post", OWNERS.get)

@@ -62,7 +62,25 @@ async def delete(call: Call) -> Response:
     return ok()
 
 
+async def get_latest(call: Call) -> Response:
+    """The newest value of each measurepoint, as the device last posted it."""
+    return ok(await call.registry.latest_values(await call.device()))
+
+
+async def list_messages(call: Call) -> Response:
+    """The device's newest uplinks and connection events (`kind`: up, online, offline,
+    refused, comma-separated; `limit` up to 1000)."""
+    kinds = [k for k in call.query.get("kind", "").split(",") if k]
+    try:
+        limit = int(call.query.get("limit") or 100)
+    except ValueError:
+        raise InvalidArgument("limit must be a whole number") from None
+    return ok(await call.registry.device_log(await call.device(), kinds, limit))
+
+
 DEVICE_ACTIONS: dict[str, Handler] = {
+    "getLatest": get_latest,
+    "listMessages": list_messages,
     "create": create,
     "batchCreate": batch_create,
     "get": get,

@@ -9,6 +9,9 @@ from __future__ import annotations
 import amqtt
 
 from broker.core.broker import CoreLimits, CoreStats, GatehouseBroker
+from broker.core.handler import GatehouseHandler
+from broker.core.hooks import BrokerHooks
+from broker.core.session import GatehouseSession
 from broker.core.subscriptions import SubscriptionIndex, is_valid_filter, matches
 
 AMQTT_VERSION = "0.12.1"
@@ -21,9 +24,12 @@ if amqtt.__version__ != AMQTT_VERSION:  # pragma: no cover - guards a mis-instal
 
 __all__ = [
     "AMQTT_VERSION",
+    "BrokerHooks",
     "CoreLimits",
     "CoreStats",
     "GatehouseBroker",
+    "GatehouseHandler",
+    "GatehouseSession",
     "SubscriptionIndex",
     "is_valid_filter",
     "matches",

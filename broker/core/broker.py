@@ -37,6 +37,7 @@ from amqtt.session import ApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
 from broker.core.handler import GatehouseHandler
+from broker.core.hooks import BrokerHooks
 from broker.core.session import GatehouseSession
 from broker.core.subscriptions import SubscriptionIndex, has_wildcard, is_valid_filter, matches
 
@@ -64,6 +65,12 @@ class CoreLimits:
     # Bytes waiting in a subscriber's socket buffer before QoS 0 messages to it are
     # dropped (counted) instead of buffered without end.
     write_high_water: int = 1 << 20
+    # The largest packet body read from a client; a bigger one ends the connection
+    # unread (a PUBLISH under it but over the service's payload limit gets a reply).
+    max_packet: int = 2 * 512 * 1024 + 65_536
+    # What happens to a PUBLISH the topic ACL refuses: dropped and counted, or the
+    # connection is closed as well.
+    disconnect_on_refused_publish: bool = False
 
 
 @dataclass(slots=True)
@@ -78,14 +85,26 @@ class CoreStats:
     taken_over: int = 0
 
 
-class GatehouseBroker(Broker):
-    """The broker core. Construct it like amqtt's Broker, plus `limits`."""
+# A subscription: the session, its granted QoS, and whether the server made it (an
+# implicit subscription never echoes the client's own PUBLISH back to it).
+Entry = tuple[Session, int, bool]
 
-    def __init__(self, config: Any = None, *, limits: CoreLimits | None = None) -> None:
+
+class GatehouseBroker(Broker):
+    """The broker core. Construct it like amqtt's Broker, plus `limits` and `hooks`."""
+
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        limits: CoreLimits | None = None,
+        hooks: BrokerHooks | None = None,
+    ) -> None:
         super().__init__(config)
         self.limits = limits or CoreLimits()
+        self.hooks = hooks or BrokerHooks()
         self.stats = CoreStats()
-        self._index: SubscriptionIndex[str, tuple[Session, int]] = SubscriptionIndex()
+        self._index: SubscriptionIndex[str, Entry] = SubscriptionIndex()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -97,8 +116,8 @@ class GatehouseBroker(Broker):
     def subscriptions(self) -> dict[str, list[tuple[Session, int]]]:
         """amqtt's view of the subscriptions (filter -> [(session, qos)]), built on demand."""
         view: dict[str, list[tuple[Session, int]]] = {}
-        for topic_filter, _client, entry in self._index.items():
-            view.setdefault(topic_filter, []).append(entry)
+        for topic_filter, _client, (session, qos, _implicit) in self._index.items():
+            view.setdefault(topic_filter, []).append((session, qos))
         return view
 
     def subscription_count(self) -> int:
@@ -156,6 +175,7 @@ class GatehouseBroker(Broker):
         listener_name: str,
     ) -> None:
         assert isinstance(handler, GatehouseHandler)
+        handler.max_read = self.limits.max_packet
         authenticated = await self._authenticate(
             client_session, self.listeners_config[listener_name]
         )
@@ -181,6 +201,7 @@ class GatehouseBroker(Broker):
         self._sessions[client_id] = (session, handler)
         try:
             await handler.mqtt_connack_authorize(True)
+            self.hooks.connected(session, handler)
             await self.plugins_manager.fire_event(
                 BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=session
             )
@@ -192,6 +213,7 @@ class GatehouseBroker(Broker):
             await self._client_message_loop(session, handler)
         finally:
             handler.finished.set()
+            self.hooks.disconnected(session, handler)
             if session.clean_session and self._sessions.get(client_id, (None, None))[1] is handler:
                 await self._cleanup_session(client_id)
 
@@ -226,6 +248,7 @@ class GatehouseBroker(Broker):
                 "remote_port",
                 "ssl_object",
                 "is_anonymous",
+                "identity",
             ):
                 setattr(old_session, name, getattr(incoming, name))
             old_session.attributes.update(incoming.attributes)
@@ -314,12 +337,19 @@ class GatehouseBroker(Broker):
         )
         if not await self._topic_filtering(session, topic, Action.PUBLISH):
             self.stats.refused_publish += 1
+            if self.limits.disconnect_on_refused_publish:
+                log.info("%s published to %r, refused: disconnecting", session.client_id, topic)
+                return False
+            return True
+        data = bytes(message.data)
+        qos = message.qos or QOS_0
+        if not await self.hooks.published(session, topic, data, qos):
             return True
         await self.plugins_manager.fire_event(
             BrokerEvents.MESSAGE_BROADCAST, client_id=session.client_id, message=message
         )
         self.stats.routed += 1
-        await self.route(topic, bytes(message.data), message.qos or QOS_0)
+        await self.route(topic, data, qos, origin=session.client_id)
         if message.publish_packet is not None and message.publish_packet.retain_flag:
             await self.retain_message(session, topic, message.data, message.qos)
         return True
@@ -354,8 +384,20 @@ class GatehouseBroker(Broker):
         max_qos = self.config.get("max-qos", qos)
         granted = min(qos, max_qos) if isinstance(max_qos, int) else qos
         assert session.client_id is not None
-        self._index.add(topic_filter, session.client_id, (session, granted))
+        self._index.add(topic_filter, session.client_id, (session, granted, False))
         return granted
+
+    def add_implicit_subscription(self, session: Session, topic_filter: str, qos: int) -> None:
+        """Subscribe a session on the server's initiative (protocol.md, section 3).
+
+        It receives what others publish there, never its own PUBLISHes, and an explicit
+        SUBSCRIBE to the same filter replaces it.
+        """
+        assert session.client_id is not None
+        self._index.add(topic_filter, session.client_id, (session, qos, True))
+
+    def remove_implicit_subscription(self, session: Session, topic_filter: str) -> None:
+        self._del_subscription(topic_filter, session)
 
     def _del_subscription(self, a_filter: str, session: Session) -> int:
         return int(
@@ -394,7 +436,9 @@ class GatehouseBroker(Broker):
             return
         await self.route(topic, bytes(data), force_qos)
 
-    async def route(self, topic: str, data: bytes, qos: int | None) -> int:
+    async def route(
+        self, topic: str, data: bytes, qos: int | None, *, origin: str | None = None
+    ) -> int:
         """Deliver to every subscriber of `topic`; returns how many received it.
 
         Defect 5: amqtt matched each PUBLISH against every filter in the broker. The
@@ -402,9 +446,12 @@ class GatehouseBroker(Broker):
         the publish QoS and the subscription's (MQTT 3.1.1, 3.3.5); `qos=None` means
         "the subscription's", for messages the broker itself sends.
         A client with several matching filters gets one copy at the highest QoS.
+        `origin`, the publishing client, is skipped where its subscription is implicit.
         """
         targets: dict[str, tuple[Session, int]] = {}
-        for client_id, (target, sub_qos) in self._index.match(topic):
+        for client_id, (target, sub_qos, implicit) in self._index.match(topic):
+            if implicit and client_id == origin:
+                continue
             granted = sub_qos if qos is None else min(qos, sub_qos)
             seen = targets.get(client_id)
             if seen is None or seen[1] < granted:

@@ -62,15 +62,25 @@ def _refusal(connect: Any) -> tuple[int, str] | None:
     return None
 
 
+class PacketTooLarge(Exception):
+    """Ends the connection: amqtt's reader loop stops on an exception it does not know."""
+
+
 class _ActivityReader(ReaderAdapter):
     """Notes when the client last sent a byte, so keepalive can tell silence from a slow packet."""
 
-    def __init__(self, inner: ReaderAdapter, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, inner: ReaderAdapter, loop: asyncio.AbstractEventLoop, max_read: int
+    ) -> None:
         self.inner = inner
         self.loop = loop
+        self.max_read = max_read
         self.last_read = loop.time()
 
     async def read(self, n: int = -1) -> bytes:
+        if n > self.max_read or n < 0:
+            # amqtt reads a packet body in one call: refuse to buffer an oversized one.
+            raise PacketTooLarge(f"a packet of {n} bytes; the limit is {self.max_read}")
         data: bytes = await self.inner.read(n)
         self.last_read = self.loop.time()
         return data
@@ -88,6 +98,7 @@ class GatehouseHandler(BrokerProtocolHandler):
         self.inbound_drops = 0  # QoS 0 PUBLISHes dropped because the inbound queue was full
         self.outbound: set[asyncio.Future[Any]] = set()  # QoS 1/2 deliveries awaiting ack
         self._activity: _ActivityReader | None = None
+        self.max_read = 1 << 30  # set by the broker from CoreLimits.max_packet
         self._silence_check: asyncio.TimerHandle | None = None
         # Set by the broker: SUBSCRIBE and UNSUBSCRIBE are handled in the task amqtt's
         # reader starts per packet, instead of two more queues and tasks per connection.
@@ -139,7 +150,7 @@ class GatehouseHandler(BrokerProtocolHandler):
         return cls(plugins_manager, loop=loop), session
 
     def attach(self, session: Session, reader: ReaderAdapter, writer: WriterAdapter) -> None:
-        self._activity = _ActivityReader(reader, self._loop)
+        self._activity = _ActivityReader(reader, self._loop, self.max_read)
         super().attach(session, reader=self._activity, writer=writer)
 
     async def handle_subscribe(self, subscribe: SubscribePacket) -> None:

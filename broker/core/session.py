@@ -7,6 +7,8 @@ and their rules are amqtt's: new -> connected <-> disconnected, any -> disconnec
 
 from __future__ import annotations
 
+from typing import Any
+
 from amqtt.session import Session
 
 NEW, CONNECTED, DISCONNECTED = "new", "connected", "disconnected"
@@ -42,5 +44,8 @@ class SessionStates:
 
 
 class GatehouseSession(Session):
+    # Who the client is, set by the service at authentication (None for bare cores).
+    identity: Any = None
+
     def _init_states(self) -> None:
         self.transitions = SessionStates(self)

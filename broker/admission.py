@@ -1,0 +1,227 @@
+"""Admission: whether a CONNECT gets in, and as whom. Plain functions on plain values.
+
+The order of checks is chosen so that refusing is cheap and tells a stranger nothing:
+the device must exist (two dict lookups) and be within its connect limit before any
+digest is computed, and only a client that proves the secret learns that the device
+is disabled or that its product has other rules.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+from broker.credentials import CredentialCache
+from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
+from broker.protocol import (
+    ClientIdError,
+    codes,
+    enos_connect_params,
+    enos_sign,
+    parse_enos_client_id,
+    sign_matches,
+    split_username,
+)
+from broker.protocol.signs import SECURE_MODE_DEVICE_SECRET, SECURE_MODE_PRODUCT_SECRET
+from registry.ids import secret_matches
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectAttempt:
+    client_id: str
+    username: str | None
+    password: str | None
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a CONNECT was refused: a short reason, the platform's code where it has one."""
+
+    reason: str
+    message: str
+    code: int | None = None
+    product_key: str = ""
+    device_key: str = ""
+
+    def __str__(self) -> str:
+        who = f"{self.product_key}/{self.device_key}: " if self.device_key else ""
+        code = f" ({self.code})" if self.code is not None else ""
+        return f"{who}{self.message}{code}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectLimit:
+    """Per-device CONNECT limits; EnOS's published defaults (protocol.md, section 8).
+
+    A CONNECT less than `interval` seconds after the previous one is refused; one more
+    than `burst` within `window` seconds is refused and blocks the device for `block`
+    seconds. Refused attempts count. `burst=0` turns the limit off.
+    """
+
+    interval: float = 1.0
+    burst: int = 4
+    window: float = 120.0
+    block: float = 300.0
+
+    @classmethod
+    def parse(cls, text: str) -> ConnectLimit:
+        """`off`, or `BURST/WINDOW:BLOCK` in seconds, e.g. `4/120:300` (interval stays 1 s)."""
+        if text.strip().lower() == "off":
+            return cls(interval=0.0, burst=0)
+        try:
+            counts, _, block = text.partition(":")
+            burst, _, window = counts.partition("/")
+            limit = cls(burst=int(burst), window=float(window), block=float(block or 300))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not BURST/WINDOW:BLOCK, e.g. 4/120:300, or off"
+            ) from None
+        if limit.burst < 1 or limit.window <= 0 or limit.block < 0:
+            raise ValueError(f"{text!r}: burst must be 1 or more and the window above 0")
+        return limit
+
+    @property
+    def enabled(self) -> bool:
+        return self.burst > 0
+
+
+class ConnectLimiter:
+    """Remembers each known device's recent CONNECTs. Memory is bounded by the registry:
+    unknown devices are refused before they reach it."""
+
+    def __init__(self, limit: ConnectLimit) -> None:
+        self.limit = limit
+        self._recent: dict[tuple[str, str], collections.deque[float]] = {}
+        self._blocked_until: dict[tuple[str, str], float] = {}
+
+    def allow(self, key: tuple[str, str], now: float) -> float | None:
+        """Record an attempt; None if allowed, else the seconds the device must wait."""
+        limit = self.limit
+        if not limit.enabled:
+            return None
+        until = self._blocked_until.get(key)
+        if until is not None:
+            if now < until:
+                return until - now
+            del self._blocked_until[key]
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = collections.deque()
+        while recent and recent[0] <= now - limit.window:
+            recent.popleft()
+        # A refused attempt counts too, so a client retrying in a tight loop ends up blocked.
+        too_soon = bool(recent) and now - recent[-1] < limit.interval
+        recent.append(now)
+        if len(recent) > limit.burst:
+            self._blocked_until[key] = now + limit.block
+            recent.clear()
+            return limit.block
+        if too_soon:
+            return limit.interval - (now - recent[-2])
+        return None
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._recent.pop(key, None)
+        self._blocked_until.pop(key, None)
+
+
+def admit(
+    attempt: ConnectAttempt,
+    cache: CredentialCache,
+    limiter: ConnectLimiter,
+    now: float,
+    *,
+    allow_anonymous: bool = False,
+) -> Identity | Refusal:
+    username = attempt.username
+    if username is None:
+        if allow_anonymous:
+            return AnonymousIdentity(attempt.client_id)
+        return Refusal("anonymous", "anonymous clients are not allowed (see --allow-anonymous)")
+    keys = split_username(username)
+    if keys is None:
+        return _admit_app(attempt, username, cache)
+    return _admit_device(attempt, keys[0], keys[1], cache, limiter, now)
+
+
+def _admit_app(
+    attempt: ConnectAttempt, access_key: str, cache: CredentialCache
+) -> Identity | Refusal:
+    app = cache.apps.get(access_key)
+    if (
+        app is None
+        or attempt.password is None
+        or not secret_matches(attempt.password, app.secret_hash)
+    ):
+        return Refusal(
+            "application",
+            "username is neither {deviceKey}&{productKey} nor a known access key with its secret",
+        )
+    return AppIdentity(app.org_id, attempt.client_id)
+
+
+def _admit_device(
+    attempt: ConnectAttempt,
+    product_key: str,
+    device_key: str,
+    cache: CredentialCache,
+    limiter: ConnectLimiter,
+    now: float,
+) -> Identity | Refusal:
+    def refuse(reason: str, message: str, code: int | None) -> Refusal:
+        return Refusal(reason, message, code, product_key, device_key)
+
+    product = cache.products.get(product_key)
+    device = cache.devices.get((product_key, device_key))
+    if product is None or device is None:
+        return refuse("unknown-device", "the device does not exist", codes.DEVICE_NOT_FOUND)
+    wait = limiter.allow((product_key, device_key), now)
+    if wait is not None:
+        return refuse(
+            "rate-limited",
+            f"too many CONNECTs; try again in {wait:.1f} s",
+            codes.TOO_MANY_REQUESTS,
+        )
+    try:
+        client = parse_enos_client_id(attempt.client_id)
+    except ClientIdError as exc:
+        return refuse("bad-client-id", str(exc), codes.SIGN_FAILED)
+    settings = product.product.settings
+    if client.secure_mode == SECURE_MODE_PRODUCT_SECRET:
+        return refuse(
+            "dynamic-activation",
+            "dynamic activation (securemode=3) is not enabled for this product"
+            if not settings.dynamicActivateEnabled
+            else "dynamic activation (securemode=3) is not served by this gatehouse yet",
+            codes.DYNAMIC_ACTIVATION_DENIED,
+        )
+    if client.secure_mode != SECURE_MODE_DEVICE_SECRET:
+        return refuse(
+            "bad-client-id", f"securemode {client.secure_mode} is not supported", codes.SIGN_FAILED
+        )
+    params = enos_connect_params(client.cid, product_key, device_key, client.timestamp)
+    expected = enos_sign(device.secret, params, client.sign_method)
+    if attempt.password is None or not sign_matches(expected, attempt.password):
+        return refuse("wrong-sign", "the sign does not match the device secret", codes.SIGN_FAILED)
+    if not device.enabled:
+        return refuse("disabled", "the device is disabled", codes.DEVICE_DISABLED)
+    if settings.deviceType == "subdevice":
+        return refuse(
+            "sub-device",
+            "a sub-device connects through its gateway, not directly",
+            codes.SUB_DEVICE_DIRECT,
+        )
+    if settings.biDirectionalAuth and not attempt.tls:
+        return refuse(
+            "tls-required",
+            "the product requires two-way TLS; connect to the TLS listener",
+            codes.SSL_REQUIRED,
+        )
+    if not device.activated and product.quota_left == 0:
+        return refuse(
+            "activation-quota",
+            f"the product's activation quota ({settings.activationQuota}) is used up",
+            None,
+        )
+    return DeviceIdentity(product_key, device_key, device.org_id)

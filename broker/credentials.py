@@ -1,0 +1,106 @@
+"""Every device's and application's credentials in memory, kept current by the registry.
+
+A CONNECT is decided from this cache alone, with no database round trip. It is loaded
+once at start and then follows each change the registry makes (it is a
+`RegistryObserver`); all writes go through the one Registry in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from registry import Device, Organization, Product, SqliteStore
+
+
+@dataclass(slots=True)
+class DeviceCredential:
+    """What admission needs of a device; small, since there may be 100,000 of them."""
+
+    org_id: str
+    secret: str
+    enabled: bool
+    activated: bool
+
+
+@dataclass(slots=True)
+class ProductCredential:
+    product: Product
+    activated: int  # devices activated so far, for the activation quota
+
+    @property
+    def quota_left(self) -> int | None:
+        quota = self.product.settings.activationQuota
+        return None if quota is None else max(quota - self.activated, 0)
+
+
+@dataclass(slots=True)
+class AppCredential:
+    org_id: str
+    secret_hash: str
+
+
+class CredentialCache:
+    def __init__(self) -> None:
+        self.products: dict[str, ProductCredential] = {}
+        self.devices: dict[tuple[str, str], DeviceCredential] = {}
+        self.apps: dict[str, AppCredential] = {}
+        # Called when a device may no longer stay connected (disabled or deleted).
+        self.on_revoked: Callable[[str, str], None] | None = None
+
+    async def load(self, store: SqliteStore) -> None:
+        for org in await store.all_orgs():
+            self.org_saved(org)
+        for product in await store.all_products():
+            self.products[product.productKey] = ProductCredential(product, 0)
+        for device in await store.all_devices():
+            self._put(device)
+
+    def _put(self, device: Device) -> DeviceCredential:
+        key = (device.productKey, device.deviceKey)
+        old = self.devices.get(key)
+        activated = device.activatedAt is not None or (old is not None and old.activated)
+        entry = DeviceCredential(device.orgId, device.deviceSecret, device.enabled, activated)
+        self.devices[key] = entry
+        product = self.products.get(device.productKey)
+        if product is not None and activated and not (old is not None and old.activated):
+            product.activated += 1
+        return entry
+
+    def mark_activated(self, product_key: str, device_key: str) -> bool:
+        """Record a device's first admission; True if this was it."""
+        entry = self.devices.get((product_key, device_key))
+        if entry is None or entry.activated:
+            return False
+        entry.activated = True
+        product = self.products.get(product_key)
+        if product is not None:
+            product.activated += 1
+        return True
+
+    # -- RegistryObserver ----------------------------------------------------------------
+
+    def devices_saved(self, devices: Sequence[Device]) -> None:
+        for device in devices:
+            if not self._put(device).enabled and self.on_revoked is not None:
+                self.on_revoked(device.productKey, device.deviceKey)
+
+    def device_deleted(self, product_key: str, device_key: str) -> None:
+        entry = self.devices.pop((product_key, device_key), None)
+        product = self.products.get(product_key)
+        if entry is not None and entry.activated and product is not None:
+            product.activated -= 1
+        if self.on_revoked is not None:
+            self.on_revoked(product_key, device_key)
+
+    def product_saved(self, product: Product) -> None:
+        old = self.products.get(product.productKey)
+        self.products[product.productKey] = ProductCredential(
+            product, old.activated if old is not None else 0
+        )
+
+    def product_deleted(self, product_key: str) -> None:
+        self.products.pop(product_key, None)
+
+    def org_saved(self, org: Organization) -> None:
+        self.apps[org.accessKey] = AppCredential(org.orgId, org.secretHash)

@@ -1,0 +1,91 @@
+"""Topic grammar of the device namespaces (protocol.md, sections 4 to 6).
+
+A device topic is `/sys/{pk}/{dk}/{rest}` or `/ext/session/{pk}/{dk}/{rest}`. The
+functions here split and classify topics; they never touch the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+SYS = "sys"
+EXT = "ext"
+REPLY_SUFFIX = "_reply"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    namespace: str  # "sys" or "ext"
+    product_key: str
+    device_key: str
+    rest: str  # what follows `{dk}/`, e.g. "thing/measurepoint/post"
+
+
+def parse_device_topic(topic: str) -> DeviceTopic | None:
+    """Split a device topic; None if the topic is outside the device namespaces."""
+    if topic.startswith("/sys/"):
+        parts = topic[5:].split("/", 2)
+        namespace = SYS
+    elif topic.startswith("/ext/session/"):
+        parts = topic[13:].split("/", 2)
+        namespace = EXT
+    else:
+        return None
+    if len(parts) < 3 or not parts[0] or not parts[1] or not parts[2]:
+        return None
+    return DeviceTopic(namespace, parts[0], parts[1], parts[2])
+
+
+def sys_prefix(product_key: str, device_key: str) -> str:
+    return f"/sys/{product_key}/{device_key}/"
+
+
+def ext_prefix(product_key: str, device_key: str) -> str:
+    return f"/ext/session/{product_key}/{device_key}/"
+
+
+def reply_topic(topic: str) -> str:
+    return topic + REPLY_SUFFIX
+
+
+def downlink_filters(product_key: str, device_key: str) -> tuple[str, str]:
+    """What a device is subscribed to by the server at CONNECT (protocol.md, section 3).
+
+    Everything in the device's own namespaces: replies, service calls, property sets,
+    raw down, activation and sub-device notices. The broker never echoes a device's own
+    PUBLISH back to it through these.
+    """
+    return sys_prefix(product_key, device_key) + "#", ext_prefix(product_key, device_key) + "#"
+
+
+class Uplink(Enum):
+    """EnOS uplink functions, by the topic a device publishes them on."""
+
+    MEASUREPOINT_POST = "thing/measurepoint/post"
+    MEASUREPOINT_POST_BATCH = "thing/measurepoint/post/batch"
+    MEASUREPOINT_RESUME = "thing/measurepoint/resume"
+    MEASUREPOINT_RESUME_BATCH = "thing/measurepoint/resume/batch"
+    EVENT_POST = "thing/event/{event}/post"
+    ATTRIBUTE_UPDATE = "thing/attribute/update"
+    ATTRIBUTE_QUERY = "thing/attribute/query"
+    ATTRIBUTE_DELETE = "thing/attribute/delete"
+    RAW_UP = "thing/model/up_raw"
+
+
+_EXACT_UPLINKS = {u.value: u for u in Uplink if "{" not in u.value}
+
+
+def classify_enos_uplink(rest: str) -> tuple[Uplink, str] | None:
+    """The uplink a `/sys/{pk}/{dk}/{rest}` topic carries, and the event id for events.
+
+    None for topics that are not EnOS uplinks (replies, downlinks, unknown functions).
+    """
+    found = _EXACT_UPLINKS.get(rest)
+    if found is not None:
+        return found, ""
+    if rest.startswith("thing/event/") and rest.endswith("/post"):
+        event = rest[12:-5]
+        if event and "/" not in event:
+            return Uplink.EVENT_POST, event
+    return None

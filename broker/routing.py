@@ -1,0 +1,382 @@
+"""The router: what a device's PUBLISH means, whether it fits the thing model, and the
+reply it gets (protocol.md, sections 2 and 4). No amqtt here.
+
+`Router.uplink` returns an `Outcome`: whether the message goes on to subscribers, and
+the reply payload for `<topic>_reply`. Accepted data is handed to the write-behind
+sinks. A fault is always a reply with a code and a message, never an exception.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from broker.codecs import Codec
+from broker.credentials import CredentialCache, ProductCredential
+from broker.identity import DeviceIdentity
+from broker.protocol import (
+    EnvelopeError,
+    Request,
+    Uplink,
+    classify_enos_uplink,
+    codes,
+    encode_reply,
+    parse_device_topic,
+    parse_request,
+    request_id_of,
+)
+from broker.protocol.topics import SYS
+from broker.writer import WriteBehind
+from registry import CompiledModel, Registry, RegistryError, Violation
+
+DEFAULT_MAX_PAYLOAD = 512 * 1024  # EnOS's limit (protocol.md, section 8)
+MAX_ATTRIBUTES = 100
+PAYLOAD_NOT_JSON = 6207  # the EnOS SDK's "payload must be JSON"
+PARAMETER_ERROR = 460  # the EnOS SDK's "bad parameters": params that break the thing model
+NO_METHOD = 6450  # Alink: no method after raw decoding
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    accepted: bool  # route the message on to subscribers
+    reply: bytes | None = None  # published on `<topic>_reply`
+
+
+ACCEPTED = Outcome(True)
+
+
+@dataclass(slots=True)
+class Result:
+    code: int = codes.OK
+    message: str = ""
+    data: Any = ""
+    latest: list[tuple[str, str, str, Any, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == codes.OK
+
+
+def _fault(code: int, message: str) -> Result:
+    return Result(code, message)
+
+
+def _violations(problems: list[Violation]) -> str:
+    shown = "; ".join(str(p) for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return shown + more
+
+
+def _time_of(params: Mapping[str, Any], now_ms: int) -> int | None:
+    stamp = params.get("time", now_ms)
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or stamp < 0:
+        return None
+    return int(stamp)
+
+
+# Which device a gateway may post for; the gateway issue widens this to its sub-devices.
+PostFor = Callable[[DeviceIdentity, str, str], int | None]
+
+
+def own_device_only(device: DeviceIdentity, product_key: str, device_key: str) -> int | None:
+    if (product_key, device_key) == (device.product_key, device.device_key):
+        return None
+    return codes.NOT_GATEWAYS_SUB_DEVICE
+
+
+class Router:
+    def __init__(
+        self,
+        registry: Registry,
+        cache: CredentialCache,
+        writer: WriteBehind,
+        codecs: Mapping[str, Codec],
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        post_for: PostFor = own_device_only,
+    ) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.writer = writer
+        self.codecs = codecs
+        self.max_payload = max_payload
+        self.post_for = post_for
+
+    async def uplink(self, device: DeviceIdentity, topic: str, payload: bytes) -> Outcome:
+        now_ms = int(time.time() * 1000)
+        parsed = parse_device_topic(topic)
+        found = classify_enos_uplink(parsed.rest) if parsed and parsed.namespace == SYS else None
+        if found is None:
+            # Replies to downlinks, `/ext/session` requests and functions gatehouse does
+            # not interpret: logged and passed on to subscribers.
+            self._log(device, now_ms, topic, payload, None, "")
+            return ACCEPTED
+        uplink, event = found
+        product = self.cache.products.get(device.product_key)
+        if len(payload) > self.max_payload:
+            result = _fault(
+                codes.PAYLOAD_FORMAT_ERROR,
+                f"payload is {len(payload)} bytes; the limit is {self.max_payload}",
+            )
+            request_id = request_id_of(payload) if len(payload) <= 2 * self.max_payload else ""
+            return self._answer(device, now_ms, topic, b"", request_id, result)
+        if product is None:
+            return self._answer(
+                device, now_ms, topic, payload, "", _fault(codes.DEVICE_NOT_FOUND, "no product")
+            )
+        if uplink is Uplink.RAW_UP:
+            return await self._raw_up(device, product, now_ms, topic, payload)
+        try:
+            request = parse_request(payload)
+        except EnvelopeError as exc:
+            code = PAYLOAD_NOT_JSON if "not JSON" in str(exc) else codes.PAYLOAD_FORMAT_ERROR
+            result = _fault(code, str(exc))
+            return self._answer(device, now_ms, topic, payload, request_id_of(payload), result)
+        result = await self._request(device, product, uplink, event, request, now_ms)
+        return self._answer(device, now_ms, topic, payload, request.id, result)
+
+    # -- replies and sinks -------------------------------------------------------------
+
+    def _answer(
+        self,
+        device: DeviceIdentity,
+        now_ms: int,
+        topic: str,
+        payload: bytes,
+        request_id: str,
+        result: Result,
+        reply: bytes | None = None,
+    ) -> Outcome:
+        self._log(device, now_ms, topic, payload, result.code, result.message)
+        for product_key, device_key, identifier, value, ts in result.latest:
+            self.writer.latest(
+                product_key, device_key, identifier, orjson.dumps(value).decode(), ts
+            )
+        if reply is None:
+            reply = encode_reply(request_id, result.code, result.data, result.message)
+        return Outcome(result.ok, reply)
+
+    def _log(
+        self,
+        device: DeviceIdentity,
+        now_ms: int,
+        topic: str,
+        payload: bytes,
+        code: int | None,
+        detail: str,
+    ) -> None:
+        self.writer.event(
+            device.product_key,
+            device.device_key,
+            now_ms,
+            "up",
+            topic=topic,
+            payload=payload,
+            code=code,
+            detail=detail,
+        )
+
+    # -- TSL requests --------------------------------------------------------------------
+
+    async def _request(
+        self,
+        device: DeviceIdentity,
+        product: ProductCredential,
+        uplink: Uplink,
+        event: str,
+        request: Request,
+        now_ms: int,
+    ) -> Result:
+        params = request.params
+        if uplink in (Uplink.MEASUREPOINT_POST_BATCH, Uplink.MEASUREPOINT_RESUME_BATCH):
+            return await self._batch(device, request, now_ms)
+        if not isinstance(params, dict):
+            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a JSON object")
+        if uplink in (Uplink.MEASUREPOINT_POST, Uplink.MEASUREPOINT_RESUME):
+            return await self._measurepoints(
+                device.product_key, device.device_key, product, params, now_ms, skip=False
+            )
+        if uplink is Uplink.EVENT_POST:
+            return await self._event(product, event, params, now_ms)
+        return await self._attributes(device, uplink, params)
+
+    async def _model(self, product: ProductCredential) -> CompiledModel:
+        return await self.registry.compiled_model(
+            product.product.orgId, product.product.settings.modelId
+        )
+
+    async def _measurepoints(
+        self,
+        product_key: str,
+        device_key: str,
+        product: ProductCredential,
+        params: Mapping[str, Any],
+        now_ms: int,
+        *,
+        skip: bool,
+    ) -> Result:
+        points = params.get("measurepoints")
+        if not isinstance(points, dict) or not points:
+            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.measurepoints must be a JSON object")
+        stamp = _time_of(params, now_ms)
+        if stamp is None:
+            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.time must be milliseconds")
+        problems = (await self._model(product)).check_properties(points)
+        if problems and not skip:
+            return _fault(PARAMETER_ERROR, _violations(problems))
+        bad = {p.identifier for p in problems}
+        latest = [
+            (product_key, device_key, name, value, stamp)
+            for name, value in points.items()
+            if name not in bad
+        ]
+        return Result(latest=latest, message=_violations(problems) if problems else "")
+
+    async def _batch(self, device: DeviceIdentity, request: Request, now_ms: int) -> Result:
+        entries = request.params
+        if not isinstance(entries, list) or not entries:
+            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a list of measurepoint posts")
+        skip = request.body.get("skipInvalidMeasurepoints") is True
+        collected = Result()
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                return _fault(codes.PAYLOAD_FORMAT_ERROR, f"params[{index}] must be a JSON object")
+            product_key = entry.get("productKey") or device.product_key
+            device_key = entry.get("deviceKey") or device.device_key
+            refused = self.post_for(device, str(product_key), str(device_key))
+            if refused is not None:
+                return _fault(
+                    refused, f"params[{index}]: {product_key}/{device_key} is not this device"
+                )
+            product = self.cache.products.get(str(product_key))
+            if product is None:
+                return _fault(codes.DEVICE_NOT_FOUND, f"params[{index}]: no such product")
+            result = await self._measurepoints(
+                str(product_key), str(device_key), product, entry, now_ms, skip=skip
+            )
+            if not result.ok:
+                result.message = f"params[{index}]: {result.message}"
+                return result
+            collected.latest.extend(result.latest)
+            if result.message:
+                skipped = f"params[{index}] skipped {result.message}"
+                collected.message = f"{collected.message}; {skipped}".lstrip("; ")
+        return collected
+
+    async def _event(
+        self, product: ProductCredential, event: str, params: Mapping[str, Any], now_ms: int
+    ) -> Result:
+        values = params.get("events", params.get("value"))
+        if not isinstance(values, dict):
+            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.events must be a JSON object")
+        if _time_of(params, now_ms) is None:
+            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.time must be milliseconds")
+        problems = (await self._model(product)).check_event(event, values)
+        if problems:
+            return _fault(PARAMETER_ERROR, _violations(problems))
+        return Result()
+
+    async def _attributes(
+        self, device: DeviceIdentity, uplink: Uplink, params: Mapping[str, Any]
+    ) -> Result:
+        # Attributes are rare and live on the device record, so this reads and writes
+        # the registry: it waits for SQLite on this device's connection only.
+        names = params.get("attributes")
+        try:
+            record = await self.registry.get_device(
+                device.org_id, device.product_key, device.device_key
+            )
+            current = record.deviceAttributes
+            if uplink is Uplink.ATTRIBUTE_UPDATE:
+                if not isinstance(names, dict) or not names:
+                    return _fault(
+                        codes.PAYLOAD_FORMAT_ERROR, "params.attributes must be a JSON object"
+                    )
+                merged = {**current, **names}
+                if len(merged) > MAX_ATTRIBUTES:
+                    return _fault(
+                        PARAMETER_ERROR, f"a device has at most {MAX_ATTRIBUTES} attributes"
+                    )
+                await self.registry.update_device(record, {"deviceAttributes": merged})
+                return Result()
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                return _fault(
+                    codes.PAYLOAD_FORMAT_ERROR, "params.attributes must be a list of names"
+                )
+            if uplink is Uplink.ATTRIBUTE_QUERY:
+                wanted = names or list(current)
+                return Result(data={"attributes": {n: current[n] for n in wanted if n in current}})
+            kept = {k: v for k, v in current.items() if k not in names}
+            await self.registry.update_device(record, {"deviceAttributes": kept})
+            return Result()
+        except RegistryError as exc:
+            return _fault(PARAMETER_ERROR, str(exc))
+
+    # -- Custom data format ------------------------------------------------------------
+
+    async def _raw_up(
+        self,
+        device: DeviceIdentity,
+        product: ProductCredential,
+        now_ms: int,
+        topic: str,
+        payload: bytes,
+    ) -> Outcome:
+        settings = product.product.settings
+        if settings.dataFormat != "Custom":
+            result = _fault(
+                codes.PAYLOAD_FORMAT_ERROR,
+                "model/up_raw is for products whose dataFormat is Custom; this one is Json",
+            )
+            return self._answer(device, now_ms, topic, payload, "", result)
+        if settings.codec is None:
+            # No codec: the bytes pass through to subscribers as they are.
+            return self._answer(device, now_ms, topic, payload, "", Result())
+        codec = self.codecs.get(settings.codec)
+        if codec is None:
+            result = _fault(codes.SERVER_ERROR, f"codec {settings.codec!r} is not loaded")
+            return self._answer(device, now_ms, topic, payload, "", result)
+        try:
+            decoded = codec.decode(payload)
+            request = parse_request(orjson.dumps(decoded))
+        except Exception as exc:  # a codec is user code: any failure is a reply
+            result = _fault(
+                codes.PAYLOAD_FORMAT_ERROR, f"codec {settings.codec!r} cannot decode: {exc}"
+            )
+            return self._answer(device, now_ms, topic, payload, "", result)
+        uplink = _uplink_of_method(request.method)
+        if uplink is None:
+            result = _fault(NO_METHOD, f"no known method after decoding: {request.method!r}")
+        else:
+            kind, event = uplink
+            result = await self._request(device, product, kind, event, request, now_ms)
+        reply = {"id": request.id, "code": result.code, "data": result.data}
+        reply["message"] = result.message
+        try:
+            encoded = codec.encode(reply)
+        except Exception as exc:
+            result = _fault(codes.SERVER_ERROR, f"codec {settings.codec!r} cannot encode: {exc}")
+            return self._answer(device, now_ms, topic, payload, request.id, result)
+        return self._answer(device, now_ms, topic, payload, request.id, result, encoded)
+
+
+_METHODS = {
+    "thing.measurepoint.post": Uplink.MEASUREPOINT_POST,
+    "thing.measurepoint.resume": Uplink.MEASUREPOINT_RESUME,
+    "thing.attribute.update": Uplink.ATTRIBUTE_UPDATE,
+}
+
+
+def _uplink_of_method(method: str) -> tuple[Uplink, str] | None:
+    """A decoded raw request's method, as the topic it stands for."""
+    found = _METHODS.get(method)
+    if found is not None:
+        return found, ""
+    parts = method.split(".")
+    if len(parts) == 4 and parts[:2] == ["thing", "event"] and parts[3] == "post" and parts[2]:
+        return Uplink.EVENT_POST, parts[2]
+    return None

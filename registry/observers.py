@@ -1,0 +1,23 @@
+"""Who hears about changes to the registry: the broker's credential cache, so that a
+CONNECT never waits for the database and a change takes effect at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from registry.models import Device, Organization, Product
+
+
+class RegistryObserver(Protocol):
+    """Called after each change has been written. Must not block: no I/O, no awaits."""
+
+    def devices_saved(self, devices: Sequence[Device]) -> None: ...
+
+    def device_deleted(self, product_key: str, device_key: str) -> None: ...
+
+    def product_saved(self, product: Product) -> None: ...
+
+    def product_deleted(self, product_key: str) -> None: ...
+
+    def org_saved(self, org: Organization) -> None: ...
