@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import THERMOSTAT_TSL
 from tests.server import Api, Gatehouse
 
@@ -254,3 +256,27 @@ def test_cli_errors_are_one_clear_line(gatehouse: Gatehouse, tmp_path: Path) -> 
         and "serve" in result.stdout
         and "GATEHOUSE_ACCESS_KEY" in result.stdout
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--codec", "nonsense"], "NAME=module:attribute"),
+        (["--codec", "mine=no_such_module:decode"], "cannot load codec"),
+        (["--codec", "mine=json:dumps"], "has no decode(raw) and encode(reply)"),
+        (["--connect-limit", "many"], "BURST/WINDOW:BLOCK"),
+        (["--max-payload", "0"], "must be at least 1"),
+    ],
+)
+def test_bad_device_options_stop_serve_with_their_reason(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "serve", "--data-dir", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -80,6 +80,9 @@ class _ActivityReader(ReaderAdapter):
     async def read(self, n: int = -1) -> bytes:
         if n > self.max_read or n < 0:
             # amqtt reads a packet body in one call: refuse to buffer an oversized one.
+            log.info(
+                "a packet of %d bytes is over the limit of %d: disconnecting", n, self.max_read
+            )
             raise PacketTooLarge(f"a packet of {n} bytes; the limit is {self.max_read}")
         data: bytes = await self.inner.read(n)
         self.last_read = self.loop.time()
