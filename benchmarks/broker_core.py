@@ -28,7 +28,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,10 +39,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import bounded, percentile, print_table, ratio, rss_kb
 from tests.brokers import StockAmqtt
 from tests.server import Gatehouse
 
-IN_FLIGHT = 64
 PUBLISHERS = 100
 WINDOW = 500
 DRAIN_S = 5.0  # how long to wait for stragglers after a phase
@@ -94,34 +94,6 @@ class BenchClient:
 
     async def close(self) -> None:
         await self.mqtt.disconnect()
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-async def bounded(jobs: list[Callable[[], Awaitable[None]]], deadline: float) -> int:
-    """Run jobs IN_FLIGHT at a time until done or the deadline; returns how many finished."""
-    done = 0
-    queue = iter(jobs)
-
-    async def worker() -> None:
-        nonlocal done
-        for job in queue:
-            if time.monotonic() > deadline:
-                return
-            await job()
-            done += 1
-
-    with suppress(TimeoutError):
-        await asyncio.wait_for(
-            asyncio.gather(*(worker() for _ in range(IN_FLIGHT))),
-            max(deadline - time.monotonic(), 0.1),
-        )
-    return done
 
 
 async def measure(core: str, port: int, pid: int, clients: int, args: argparse.Namespace) -> Row:
@@ -208,7 +180,7 @@ async def measure(core: str, port: int, pid: int, clients: int, args: argparse.N
     if latencies:
         ordered = sorted(latencies)
         row.latency_p50_ms = round(statistics.median(ordered), 2)
-        row.latency_p99_ms = round(ordered[int(len(ordered) * 0.99) - 1], 2)
+        row.latency_p99_ms = round(percentile(ordered, 0.99), 2)
     row.latency_lost = total - len(latencies)
 
     # Resubscribe: every device SUBSCRIBEs to its two topics again.
@@ -262,22 +234,16 @@ def running(core: str, workdir: Path) -> Iterator[tuple[int, int]]:
             server.stop()
 
 
-def print_table(rows: list[Row]) -> None:
-    columns = [
-        ("core", "core"),
-        ("clients", "clients"),
-        ("connect_s", "connect s"),
-        ("rss_per_client_kb", "KB/client"),
-        ("fan_in_msg_s", "fan-in msg/s"),
-        ("latency_p50_ms", "p50 ms"),
-        ("latency_p99_ms", "p99 ms"),
-        ("resubscribe_s", "resub s"),
-    ]
-    print(" | ".join(f"{title:>12}" for _, title in columns))
-    for row in rows:
-        values = asdict(row)
-        cells = ["-" if values[key] is None else str(values[key]) for key, _ in columns]
-        print(" | ".join(f"{cell:>12}" for cell in cells), *row.notes)
+COLUMNS = [
+    ("core", "core"),
+    ("clients", "clients"),
+    ("connect_s", "connect s"),
+    ("rss_per_client_kb", "KB/client"),
+    ("fan_in_msg_s", "fan-in msg/s"),
+    ("latency_p50_ms", "p50 ms"),
+    ("latency_p99_ms", "p99 ms"),
+    ("resubscribe_s", "resub s"),
+]
 
 
 def ratios(rows: list[Row]) -> dict[str, float | None]:
@@ -291,9 +257,6 @@ def ratios(rows: list[Row]) -> dict[str, float | None]:
         find("gatehouse", small),
         find("gatehouse", large),
     )
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 2) if a and b else None
 
     return {
         f"gatehouse_fan_in_{large}_vs_{small}": ratio(
@@ -333,9 +296,9 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp, running(core, Path(tmp)) as (port, pid):
                 row = uvloop.run(measure(core, port, pid, clients, args))
             rows.append(row)
-            print_table([row])
+            print_table([row], COLUMNS)
     print()
-    print_table(rows)
+    print_table(rows, COLUMNS)
     summary = ratios(rows)
     for key, value in summary.items():
         print(f"{key}: {value}")

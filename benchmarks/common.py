@@ -1,0 +1,59 @@
+"""What the benchmarks share: the brokers under test, bounded concurrency, RSS, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+IN_FLIGHT = 64
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def bounded(
+    jobs: Sequence[Callable[[], Awaitable[None]]], deadline: float, in_flight: int = IN_FLIGHT
+) -> int:
+    """Run jobs `in_flight` at a time until done or the deadline; returns how many finished."""
+    done = 0
+    queue = iter(jobs)
+
+    async def worker() -> None:
+        nonlocal done
+        for job in queue:
+            if time.monotonic() > deadline:
+                return
+            await job()
+            done += 1
+
+    with suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.gather(*(worker() for _ in range(in_flight))),
+            max(deadline - time.monotonic(), 0.1),
+        )
+    return done
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    return ordered[max(int(len(ordered) * fraction) - 1, 0)]
+
+
+def print_table(rows: Sequence[Any], columns: Sequence[tuple[str, str]]) -> None:
+    print(" | ".join(f"{title:>12}" for _, title in columns))
+    for row in rows:
+        values = asdict(row)
+        cells = ["-" if values[key] is None else str(values[key]) for key, _ in columns]
+        print(" | ".join(f"{cell:>12}" for cell in cells), *values.get("notes", []))
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
