@@ -8,7 +8,6 @@ is disabled or that its product has other rules.
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 
 from broker.credentials import CredentialCache
@@ -92,7 +91,7 @@ class ConnectLimiter:
 
     def __init__(self, limit: ConnectLimit) -> None:
         self.limit = limit
-        self._recent: dict[tuple[str, str], collections.deque[float]] = {}
+        self._recent: dict[tuple[str, str], list[float]] = {}
         self._blocked_until: dict[tuple[str, str], float] = {}
 
     def allow(self, key: tuple[str, str], now: float) -> float | None:
@@ -105,18 +104,17 @@ class ConnectLimiter:
             if now < until:
                 return until - now
             del self._blocked_until[key]
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = collections.deque()
-        while recent and recent[0] <= now - limit.window:
-            recent.popleft()
+        # A short list per device (at most `burst` times): a deque costs ten times the
+        # memory, and there is one of these for every device that ever connected.
+        recent = [t for t in self._recent.get(key, ()) if t > now - limit.window]
         # A refused attempt counts too, so a client retrying in a tight loop ends up blocked.
         too_soon = bool(recent) and now - recent[-1] < limit.interval
         recent.append(now)
         if len(recent) > limit.burst:
             self._blocked_until[key] = now + limit.block
-            recent.clear()
+            self._recent.pop(key, None)
             return limit.block
+        self._recent[key] = recent
         if too_soon:
             return limit.interval - (now - recent[-2])
         return None

@@ -45,8 +45,8 @@ class CredentialCache:
         self.products: dict[str, ProductCredential] = {}
         self.devices: dict[tuple[str, str], DeviceCredential] = {}
         self.apps: dict[str, AppCredential] = {}
-        # Called when a device may no longer stay connected (disabled or deleted).
-        self.on_revoked: Callable[[str, str], None] | None = None
+        # Called when a device may no longer stay connected: (pk, dk, deleted).
+        self.on_revoked: Callable[[str, str, bool], None] | None = None
 
     async def load(self, store: SqliteStore) -> None:
         for org in await store.all_orgs():
@@ -83,7 +83,7 @@ class CredentialCache:
     def devices_saved(self, devices: Sequence[Device]) -> None:
         for device in devices:
             if not self._put(device).enabled and self.on_revoked is not None:
-                self.on_revoked(device.productKey, device.deviceKey)
+                self.on_revoked(device.productKey, device.deviceKey, False)
 
     def device_deleted(self, product_key: str, device_key: str) -> None:
         entry = self.devices.pop((product_key, device_key), None)
@@ -91,7 +91,7 @@ class CredentialCache:
         if entry is not None and entry.activated and product is not None:
             product.activated -= 1
         if self.on_revoked is not None:
-            self.on_revoked(product_key, device_key)
+            self.on_revoked(product_key, device_key, True)
 
     def product_saved(self, product: Product) -> None:
         old = self.products.get(product.productKey)

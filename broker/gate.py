@@ -131,7 +131,12 @@ class Gate:
             self.writer.presence(*key, False, now, activated=False)
             self.writer.event(*key, now, "offline", detail=reason)
 
-    def _revoked(self, product_key: str, device_key: str) -> None:
+    def _revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
+        if deleted:
+            # Nothing of a deleted device is written after it; a new device with the
+            # same key starts clean.
+            self.writer.forget(product_key, device_key)
+            self.limiter.forget((product_key, device_key))
         if (product_key, device_key) in self._online and self.kick is not None:
             identity = DeviceIdentity(product_key, device_key, "")
             log.info("%s was disabled or deleted: disconnecting it", identity)

@@ -86,6 +86,15 @@ class WriteBehind:
         if held is None or held[4] <= ts:
             self._latest[key] = (product_key, device_key, identifier, value, ts)
 
+    def forget(self, product_key: str, device_key: str) -> None:
+        """Drop what is buffered for a device that has just been deleted."""
+        self._presence.pop((product_key, device_key), None)
+        self._log = collections.deque(
+            row for row in self._log if (row[0], row[1]) != (product_key, device_key)
+        )
+        for key in [k for k in self._latest if k[:2] == (product_key, device_key)]:
+            del self._latest[key]
+
     # -- the flushing task -----------------------------------------------------------------
 
     def start(self) -> None:

@@ -5,8 +5,10 @@ It only reads and writes records; every rule lives in `registry.registry`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,7 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -154,9 +157,21 @@ class SqliteStore:
             return list(await cursor.fetchall())
 
     async def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
-        cursor = await self.db.execute(sql, args)
-        await self.db.commit()
+        async with self.transaction() as db:
+            cursor = await db.execute(sql, args)
         return cursor.rowcount
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One writer at a time on the shared connection: a transaction's statements are
+        never interleaved with (or committed by) another coroutine's."""
+        async with self._write_lock:
+            try:
+                yield self.db
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
 
     # ------------------------------------------------------------------ organizations
 
@@ -303,15 +318,11 @@ class SqliteStore:
             )
             for d in devices
         ]
-        try:
-            await self.db.executemany(
+        async with self.transaction() as db:
+            await db.executemany(
                 f"INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
                 rows,
             )
-            await self.db.commit()
-        except BaseException:
-            await self.db.rollback()
-            raise
 
     async def get_device(self, product_key: str, device_key: str) -> Device | None:
         row = await self._one(
@@ -366,16 +377,12 @@ class SqliteStore:
         )
 
     async def delete_device(self, product_key: str, device_key: str) -> None:
-        try:
+        async with self.transaction() as db:
             for table in ("device_latest", "device_log", "devices"):
-                await self.db.execute(
+                await db.execute(
                     f"DELETE FROM {table} WHERE product_key = ? AND device_key = ?",  # noqa: S608
                     (product_key, device_key),
                 )
-            await self.db.commit()
-        except BaseException:
-            await self.db.rollback()
-            raise
 
     async def all_devices(self) -> list[Device]:
         return [_device(r) for r in await self._all("SELECT * FROM devices")]
@@ -399,33 +406,29 @@ class SqliteStore:
         latest: Sequence[LatestRow],
     ) -> None:
         """One transaction for a batch of the broker's writes."""
-        try:
+        async with self.transaction() as db:
             if presence:
-                await self.db.executemany(
+                await db.executemany(
                     "UPDATE devices SET online = ?, last_seen_at = ?,"
                     " activated_at = COALESCE(activated_at, ?)"
                     " WHERE product_key = ? AND device_key = ?",
                     presence,
                 )
             if log:
-                await self.db.executemany(
+                await db.executemany(
                     "INSERT INTO device_log"
                     " (product_key, device_key, ts, kind, topic, payload, code, detail)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     log,
                 )
             if latest:
-                await self.db.executemany(
+                await db.executemany(
                     "INSERT INTO device_latest VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT (product_key, device_key, identifier)"
                     " DO UPDATE SET value = excluded.value, ts = excluded.ts"
                     " WHERE excluded.ts >= device_latest.ts",
                     latest,
                 )
-            await self.db.commit()
-        except BaseException:
-            await self.db.rollback()
-            raise
 
     async def prune_log(self, keep: int) -> int:
         """Keep the newest `keep` log rows (the log is a bounded ring)."""
@@ -499,15 +502,15 @@ class SqliteStore:
         self, product_key: str, device_key: str, remove: Sequence[str], add: Binding | None
     ) -> None:
         """Remove some users' bindings and add one, in one transaction."""
-        try:
+        async with self.transaction() as db:
             for user_id in remove:
-                await self.db.execute(
+                await db.execute(
                     "DELETE FROM bindings WHERE product_key = ? AND device_key = ?"
                     " AND (user_id = ? OR shared_by = ?)",
                     (product_key, device_key, user_id, user_id),
                 )
             if add is not None:
-                await self.db.execute(
+                await db.execute(
                     "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         add.productKey,
@@ -518,10 +521,6 @@ class SqliteStore:
                         add.createdAt,
                     ),
                 )
-            await self.db.commit()
-        except BaseException:
-            await self.db.rollback()
-            raise
 
     async def devices_with_owners(self, product_key: str, at_least: int) -> int:
         row = await self._one(

@@ -143,7 +143,7 @@ def test_the_cache_follows_registry_changes() -> None:
     assert refusal(admit(signed(), cache, NO_LIMIT, 0)) == "wrong-sign"
     assert isinstance(admit(signed(secret="a-new-secret"), cache, NO_LIMIT, 0), DeviceIdentity)
     revoked: list[tuple[str, str]] = []
-    cache.on_revoked = lambda pk, dk: revoked.append((pk, dk))
+    cache.on_revoked = lambda pk, dk, deleted: revoked.append((pk, dk))
     cache.device_deleted("pk1", "dk1")
     assert refusal(admit(signed(secret="a-new-secret"), cache, NO_LIMIT, 0)) == "unknown-device"
     assert revoked == [("pk1", "dk1")]

@@ -473,3 +473,36 @@ def test_a_codec_needs_a_custom_product(api: Api, model_id: str) -> None:
     body = {"productName": unique("p"), "modelId": model_id, "codec": "json"}
     reply = api("products", "create", body)
     assert reply.status == 400 and "codec applies only" in reply.msg
+
+
+def test_a_device_retrying_a_refused_connect_does_not_flood_the_log(
+    gatehouse: Gatehouse, api: Api, device: dict[str, str]
+) -> None:
+    for _ in range(10):
+        client = connect(gatehouse.mqtt_port, device, secret="not-the-secret")
+        client.close()
+        assert client.connack == 5
+    entries = eventually(
+        lambda: len(messages(api, device, "refused")) >= 2 and messages(api, device, "refused")
+    )
+    assert {entry["code"] for entry in entries} == {742, 429}  # the sign, then the limit
+    time.sleep(0.3)
+    lines = [line for line in gatehouse.log().splitlines() if device["deviceKey"] in line]
+    assert len(lines) == 2, lines
+
+
+def test_a_deleted_device_leaves_nothing_for_its_successor(
+    api: Api, device: dict[str, str], online: Client
+) -> None:
+    assert (
+        request(online, device, "thing/measurepoint/post", {"measurepoints": {"temp": 5}})["code"]
+        == 200
+    )
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    api("devices", "delete", **query).ok()
+    assert online.disconnected.wait(5)
+    again = new_device(api, device["productKey"], deviceKey=device["deviceKey"])
+    assert again["deviceKey"] == device["deviceKey"]
+    time.sleep(0.4)  # a write-behind interval: nothing buffered for the old one lands
+    assert api("devices", "getLatest", **query).ok() == {}
+    assert messages(api, device) == []
