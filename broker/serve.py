@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -51,6 +52,19 @@ def event_loop(choice: str = "auto") -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
+def tune_gc() -> None:
+    """Keep the collector's pauses short with tens of thousands of connections.
+
+    Each connection holds thousands of long-lived objects; with the default
+    thresholds a storm of CONNECTs triggers full collections over all of them again
+    and again. What exists at start is frozen out of collection, and young
+    collections run every 50,000 allocations instead of 700.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(config: ServeConfig) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore(config.data_dir / DATABASE_FILE)
@@ -76,6 +90,7 @@ async def serve(config: ServeConfig) -> None:
         )
         gate = Gate(registry, config.gate, load_codecs(config.codecs))
         await gate.start()
+        tune_gc()
         mqtt = MqttBroker(MqttConfig(config.host, config.mqtt_port, limits=config.limits), gate)
         try:
             await mqtt.start()

@@ -98,6 +98,12 @@ class Client:
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.disconnected.set()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def accepted(self) -> bool:
         return self.connack == 0

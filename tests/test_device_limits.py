@@ -52,8 +52,7 @@ def device(tight: Gatehouse, tight_product: str) -> dict[str, str]:
 def test_a_payload_over_the_limit_gets_a_coded_reply(
     tight: Gatehouse, device: dict[str, str]
 ) -> None:
-    client = connect(tight.mqtt_port, device)
-    try:
+    with connect(tight.mqtt_port, device) as client:
         full = topic(device, "thing/measurepoint/post")
         padding = "x" * MAX_PAYLOAD
         client.publish(full, encode_request("big1", "m", {"pad": padding}), qos=1)
@@ -61,32 +60,24 @@ def test_a_payload_over_the_limit_gets_a_coded_reply(
         assert reply["id"] == "big1" and reply["code"] == 1220
         assert f"the limit is {MAX_PAYLOAD}" in reply["message"]
         assert not client.disconnected.is_set()
-    finally:
-        client.close()
 
 
 def test_a_packet_far_over_the_limit_ends_the_connection_unread(
     tight: Gatehouse, device: dict[str, str]
 ) -> None:
-    client = connect(tight.mqtt_port, device)
-    try:
+    with connect(tight.mqtt_port, device) as client:
         client.paho.publish(topic(device, "thing/measurepoint/post"), b"x" * 100_000, qos=0)
         assert client.disconnected.wait(5)
-    finally:
-        client.close()
 
 
 def test_a_refused_publish_ends_the_connection_when_configured(
     tight: Gatehouse, device: dict[str, str]
 ) -> None:
     other = new_device(tight.client(), device["productKey"])
-    client = connect(tight.mqtt_port, device)
-    try:
+    with connect(tight.mqtt_port, device) as client:
         assert client.accepted
         client.paho.publish(topic(other, "thing/service/reboot"), b"{}", qos=0)
         assert client.disconnected.wait(5)
-    finally:
-        client.close()
 
 
 def refusals(api: Api, device: dict[str, str]) -> list[dict[str, Any]]:

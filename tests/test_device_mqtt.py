@@ -50,8 +50,7 @@ def messages(api: Api, device: dict[str, str], kind: str = "") -> list[dict[str,
 def test_a_signed_device_gets_replies_without_subscribing(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with connect(gatehouse.mqtt_port, device) as client:
         assert client.accepted
         reply = request(
             client, device, "thing/measurepoint/post", {"measurepoints": {"temp": 21.5}}
@@ -60,8 +59,6 @@ def test_a_signed_device_gets_replies_without_subscribing(
         eventually(lambda: state(api, device) == "online")
         stats = api("statistics", "get", productKey=device["productKey"]).ok()
         assert (stats["online"], stats["activated"]) == (1, 1)
-    finally:
-        client.close()
     eventually(lambda: state(api, device) == "offline")
     kinds = [entry["kind"] for entry in eventually(lambda: messages(api, device, "online,offline"))]
     assert kinds[:2] == ["offline", "online"]  # newest first
@@ -71,13 +68,9 @@ def test_a_signed_device_gets_replies_without_subscribing(
 def test_other_sign_methods_and_second_timestamps_are_accepted(
     gatehouse: Gatehouse, device: dict[str, str], method: str
 ) -> None:
-    client = connect(
-        gatehouse.mqtt_port, device, sign_method=method, timestamp=str(int(time.time()))
-    )
-    try:
+    seconds = str(int(time.time()))
+    with connect(gatehouse.mqtt_port, device, sign_method=method, timestamp=seconds) as client:
         assert client.accepted
-    finally:
-        client.close()
 
 
 def refusal_of(api: Api, device: dict[str, str]) -> dict[str, Any]:
@@ -88,33 +81,24 @@ def refusal_of(api: Api, device: dict[str, str]) -> dict[str, Any]:
 def test_a_wrong_sign_is_refused_and_recorded(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
-    client = connect(gatehouse.mqtt_port, device, secret="not-the-secret")
-    try:
+    with connect(gatehouse.mqtt_port, device, secret="not-the-secret") as client:
         assert client.connack == 5
-    finally:
-        client.close()
     assert refusal_of(api, device)["code"] == 742
     assert state(api, device) == "inactive"
 
 
 def test_an_unknown_device_is_refused(gatehouse: Gatehouse, product: str) -> None:
     ghost = {"productKey": product, "deviceKey": "ghost1", "deviceSecret": "whatever1"}
-    client = connect(gatehouse.mqtt_port, ghost)
-    try:
+    with connect(gatehouse.mqtt_port, ghost) as client:
         assert client.connack == 5
-    finally:
-        client.close()
 
 
 def test_a_disabled_device_is_refused(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
     api("devices", "disable", productKey=device["productKey"], deviceKey=device["deviceKey"]).ok()
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with connect(gatehouse.mqtt_port, device) as client:
         assert client.connack == 5
-    finally:
-        client.close()
     assert refusal_of(api, device)["code"] == 723
 
 
@@ -130,11 +114,8 @@ def test_product_rules_refuse_direct_plain_connections(
     code: int,
 ) -> None:
     device = new_device(api, make_product(**settings))
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with connect(gatehouse.mqtt_port, device) as client:
         assert client.connack == 5
-    finally:
-        client.close()
     assert refusal_of(api, device)["code"] == code
 
 
@@ -143,47 +124,34 @@ def test_the_activation_quota_refuses_the_next_new_device(
 ) -> None:
     product = make_product(activationQuota=1)
     first, second = new_device(api, product), new_device(api, product)
-    client = connect(gatehouse.mqtt_port, first)
-    try:
+    with connect(gatehouse.mqtt_port, first) as client:
         assert client.accepted
-    finally:
-        client.close()
-    late = connect(gatehouse.mqtt_port, second)
-    try:
+    with connect(gatehouse.mqtt_port, second) as late:
         assert late.connack == 5
-    finally:
-        late.close()
     assert "quota" in refusal_of(api, second)["detail"]
 
 
 def test_a_second_connect_takes_over_the_first(
     gatehouse: Gatehouse, device: dict[str, str]
 ) -> None:
-    first = connect(gatehouse.mqtt_port, device)
-    time.sleep(1.05)  # EnOS allows one CONNECT a second per device
-    second = connect(gatehouse.mqtt_port, device)
-    try:
-        assert first.accepted and second.accepted
-        assert first.disconnected.wait(5)
-        reply = request(second, device, "thing/measurepoint/post", {"measurepoints": {"temp": 1}})
-        assert reply["code"] == 200
-    finally:
-        first.close()
-        second.close()
+    with connect(gatehouse.mqtt_port, device) as first:
+        time.sleep(1.05)  # EnOS allows one CONNECT a second per device
+        with connect(gatehouse.mqtt_port, device) as second:
+            assert first.accepted and second.accepted
+            assert first.disconnected.wait(5)
+            post = {"measurepoints": {"temp": 1}}
+            assert request(second, device, "thing/measurepoint/post", post)["code"] == 200
 
 
 def test_disabling_an_online_device_disconnects_it(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with connect(gatehouse.mqtt_port, device) as client:
         assert client.accepted
         api(
             "devices", "disable", productKey=device["productKey"], deviceKey=device["deviceKey"]
         ).ok()
         assert client.disconnected.wait(5)
-    finally:
-        client.close()
 
 
 # -- the topic ACL ---------------------------------------------------------------------
@@ -193,8 +161,7 @@ def test_a_device_subscribes_only_to_its_own_topics(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
     other = new_device(api, device["productKey"])
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with connect(gatehouse.mqtt_port, device) as client:
         pk, dk = device["productKey"], device["deviceKey"]
         refused = [
             "#",
@@ -211,17 +178,16 @@ def test_a_device_subscribes_only_to_its_own_topics(
         assert codes == [REFUSED] * len(refused)
         assert client.subscribe(topic(device, "thing/service/#"), 1) == 1
         assert client.subscribe(f"/ext/session/{pk}/{dk}/#", 0) == 0
-    finally:
-        client.close()
 
 
 def test_a_device_cannot_publish_into_another_devices_topics(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
     victim = new_device(api, device["productKey"])
-    attacker = connect(gatehouse.mqtt_port, device)
-    target = connect(gatehouse.mqtt_port, victim)
-    try:
+    with (
+        connect(gatehouse.mqtt_port, device) as attacker,
+        connect(gatehouse.mqtt_port, victim) as target,
+    ):
         attacker.publish(topic(victim, "thing/service/reboot"), b'{"id":"1","params":{}}', qos=1)
         attacker.publish(topic(victim, "thing/model/down_raw"), b"\x01", qos=1)
         # The victim's own request and reply is the barrier: nothing came before it.
@@ -231,18 +197,18 @@ def test_a_device_cannot_publish_into_another_devices_topics(
         # The attacker's connection is still up: refused PUBLISHes are dropped by default.
         reply = request(attacker, device, "thing/measurepoint/post", {"measurepoints": {"temp": 3}})
         assert reply["code"] == 200
-    finally:
-        attacker.close()
-        target.close()
 
 
 def test_an_application_reads_its_organisations_devices(
     gatehouse: Gatehouse, api: Api, device: dict[str, str]
 ) -> None:
     pk = device["productKey"]
-    app = Client(gatehouse.mqtt_port, unique("dash"), gatehouse.access_key, gatehouse.access_secret)
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with (
+        Client(
+            gatehouse.mqtt_port, unique("dash"), gatehouse.access_key, gatehouse.access_secret
+        ) as app,
+        connect(gatehouse.mqtt_port, device) as client,
+    ):
         assert app.accepted
         assert app.subscribe(f"/sys/{pk}/+/thing/measurepoint/post", 1) == 1
         assert app.subscribe_many([("#", 0), ("/sys/+/+/thing/measurepoint/post", 0)]) == [
@@ -256,26 +222,19 @@ def test_an_application_reads_its_organisations_devices(
         assert client.received.empty()
         seen = app.next_received(topic(device, "thing/measurepoint/post"))
         assert orjson.loads(seen.payload)["params"] == post
-    finally:
-        app.close()
-        client.close()
 
 
 def test_an_application_cannot_read_another_organisations_devices(
     gatehouse: Gatehouse, api: Api, product: str
 ) -> None:
     tenant = api("organizations", "create", {"name": unique("tenant")}).ok()
-    app = Client(gatehouse.mqtt_port, unique("spy"), tenant["accessKey"], tenant["accessSecret"])
-    try:
+    with Client(
+        gatehouse.mqtt_port, unique("spy"), tenant["accessKey"], tenant["accessSecret"]
+    ) as app:
         assert app.accepted
         assert app.subscribe(f"/sys/{product}/#") == REFUSED
-    finally:
-        app.close()
-    wrong = Client(gatehouse.mqtt_port, unique("spy"), tenant["accessKey"], "wrong-secret")
-    try:
+    with Client(gatehouse.mqtt_port, unique("spy"), tenant["accessKey"], "wrong-secret") as wrong:
         assert wrong.connack == 5
-    finally:
-        wrong.close()
 
 
 # -- routing: replies and faults -------------------------------------------------------
@@ -435,23 +394,22 @@ def test_raw_bytes_of_a_codecless_custom_product_pass_through(
     gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
 ) -> None:
     device = new_device(api, make_product(dataFormat="Custom"))
-    app = Client(gatehouse.mqtt_port, unique("raw"), gatehouse.access_key, gatehouse.access_secret)
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with (
+        Client(
+            gatehouse.mqtt_port, unique("raw"), gatehouse.access_key, gatehouse.access_secret
+        ) as app,
+        connect(gatehouse.mqtt_port, device) as client,
+    ):
         assert app.subscribe(topic(device, "thing/model/up_raw"), 1) == 1
         assert orjson.loads(raw_reply(client, device, b"\x00\xffraw"))["code"] == 200
         assert app.next_received(topic(device, "thing/model/up_raw")).payload == b"\x00\xffraw"
-    finally:
-        app.close()
-        client.close()
 
 
 def test_a_codec_decodes_raw_bytes_into_checked_requests(
     gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
 ) -> None:
     device = new_device(api, make_product(dataFormat="Custom", codec="json"))
-    client = connect(gatehouse.mqtt_port, device)
-    try:
+    with connect(gatehouse.mqtt_port, device) as client:
         good = encode_request("5", "thing.measurepoint.post", {"measurepoints": {"temp": 3.5}})
         assert orjson.loads(raw_reply(client, device, good)) == {
             "id": "5",
@@ -465,8 +423,6 @@ def test_a_codec_decodes_raw_bytes_into_checked_requests(
         assert nomethod["code"] == 6450
         garbage = orjson.loads(raw_reply(client, device, b"\x01\x02"))
         assert garbage["code"] == 1220 and "cannot decode" in garbage["message"]
-    finally:
-        client.close()
 
 
 def test_a_codec_needs_a_custom_product(api: Api, model_id: str) -> None:
