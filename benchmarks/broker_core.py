@@ -39,7 +39,14 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import bounded, percentile, print_table, ratio, rss_kb
+from benchmarks.common import (
+    bounded,
+    percentile,
+    print_table,
+    ratio,
+    rss_kb,
+    spare_the_collector,
+)
 from tests.brokers import StockAmqtt
 from tests.server import Gatehouse
 
@@ -286,6 +293,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/broker_core.json"))
     args = parser.parse_args()
     logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
+    spare_the_collector()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # both brokers inherit it
 

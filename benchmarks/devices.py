@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import resource
@@ -40,7 +39,14 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import bounded, percentile, print_table, ratio, rss_kb
+from benchmarks.common import (
+    bounded,
+    percentile,
+    print_table,
+    ratio,
+    rss_kb,
+    spare_the_collector,
+)
 from broker.protocol import encode_request, enos_credentials
 from tests.brokers import StockAmqtt
 from tests.server import Gatehouse
@@ -268,10 +274,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/devices.json"))
     args = parser.parse_args()
     logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
-    # The load process holds 10,000 clients: spare it the collector's full passes
-    # over them, so that it measures the brokers rather than its own pauses.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    spare_the_collector()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # both brokers inherit it
 

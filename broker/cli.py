@@ -257,6 +257,11 @@ def cmd_org_create(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(api: ApiClient, args: argparse.Namespace) -> int:
+    _print_json(api.call("broker", "stats"))
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 ApiCommand = Callable[[ApiClient, argparse.Namespace], int]
@@ -433,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
         org, "create", "create an organisation; prints its credentials", cmd_org_create
     )
     created.add_argument("--name", required=True)
+
+    _api_parser(
+        commands,
+        "stats",
+        "what the running broker has counted: connections, refusals, messages routed,"
+        " refused and dropped, rows written behind (admin)",
+        cmd_stats,
+    )
     return parser
 
 

@@ -6,8 +6,9 @@ import asyncio
 import gc
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -78,9 +79,22 @@ async def serve(config: ServeConfig) -> None:
                 raise RuntimeError("the registry has no admin organisation to provision into")
             report = await provision.apply(registry, org, config.provision_file)
             log.info("%s (%s)", report.summary(), config.provision_file)
+        gate = Gate(registry, config.gate, load_codecs(config.codecs))
+        await gate.start()
+        tune_gc()
+        mqtt = MqttBroker(MqttConfig(config.host, config.mqtt_port, limits=config.limits), gate)
+
+        def stats() -> dict[str, Any]:
+            core = mqtt.stats
+            return {
+                "mqtt": asdict(core) if core is not None else {},
+                "devices": asdict(gate.stats),
+                "writer": asdict(gate.writer.stats),
+            }
+
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(registry),
+                create_app(registry, stats),
                 host=config.host,
                 port=config.http_port,
                 log_level="warning",
@@ -88,10 +102,6 @@ async def serve(config: ServeConfig) -> None:
                 lifespan="off",
             )
         )
-        gate = Gate(registry, config.gate, load_codecs(config.codecs))
-        await gate.start()
-        tune_gc()
-        mqtt = MqttBroker(MqttConfig(config.host, config.mqtt_port, limits=config.limits), gate)
         try:
             await mqtt.start()
         except Exception as exc:

@@ -462,3 +462,28 @@ def test_a_deleted_device_leaves_nothing_for_its_successor(
     time.sleep(0.4)  # a write-behind interval: nothing buffered for the old one lands
     assert api("devices", "getLatest", **query).ok() == {}
     assert messages(api, device) == []
+
+
+def test_refused_publishes_are_counted_in_the_broker_statistics(
+    gatehouse: Gatehouse, api: Api, device: dict[str, str]
+) -> None:
+    before = api("broker", "stats").ok()
+    other = new_device(api, device["productKey"])
+    with connect(gatehouse.mqtt_port, device) as client:
+        client.publish(topic(other, "thing/service/reboot"), b"{}", qos=1)
+        post = {"measurepoints": {"temp": 4}}
+        assert request(client, device, "thing/measurepoint/post", post)["code"] == 200
+        after = api("broker", "stats").ok()
+    assert after["mqtt"]["refused_publish"] >= before["mqtt"]["refused_publish"] + 1
+    assert after["mqtt"]["routed"] >= before["mqtt"]["routed"] + 1
+    assert after["devices"]["admitted"] >= before["devices"]["admitted"] + 1
+    assert set(after["writer"]) >= {"flushes", "rows", "dropped_log", "failures"}
+
+
+def test_only_the_admin_organisation_reads_broker_statistics(
+    gatehouse: Gatehouse, api: Api
+) -> None:
+    tenant = api("organizations", "create", {"name": unique("tenant")}).ok()
+    other = Api(gatehouse.url, tenant["accessKey"], tenant["accessSecret"], None)
+    reply = other("broker", "stats")
+    assert reply.status == 403 and "admin" in reply.msg

@@ -280,3 +280,11 @@ def test_bad_device_options_stop_serve_with_their_reason(
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_cli_stats_prints_the_brokers_counters(gatehouse: Gatehouse) -> None:
+    result = run_cli(gatehouse, "stats")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert set(stats) == {"mqtt", "devices", "writer"}
+    assert "refused_publish" in stats["mqtt"] and "online" in stats["devices"]

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from broker.api.bindings import BINDING_ACTIONS
+from broker.api.broker_stats import StatsSource, broker_actions
 from broker.api.calls import Call, Handler
 from broker.api.devices import DEVICE_ACTIONS
 from broker.api.envelope import EnvelopeResponse, error
@@ -140,7 +141,7 @@ def _openapi_extra(name: str) -> dict[str, Any]:
     }
 
 
-def create_app(registry: Registry) -> FastAPI:
+def create_app(registry: Registry, stats: StatsSource | None = None) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
         version="2.1",
@@ -153,7 +154,10 @@ def create_app(registry: Registry) -> FastAPI:
     )
     app.state.registry = registry
 
-    for name, actions in RESOURCES.items():
+    resources = dict(RESOURCES)
+    if stats is not None:
+        resources["broker"] = broker_actions(stats)
+    for name, actions in resources.items():
         endpoint = _route(name, actions)
         app.add_api_route(
             f"{API_PREFIX}/{name}",

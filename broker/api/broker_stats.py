@@ -1,0 +1,24 @@
+"""`/broker` actions: what the running broker has counted (admin organisation only,
+since the figures span every organisation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import Response
+
+from broker.api.calls import Call, Handler
+from broker.api.envelope import ok
+from registry import Forbidden
+
+StatsSource = Callable[[], dict[str, Any]]
+
+
+def broker_actions(source: StatsSource) -> dict[str, Handler]:
+    async def stats(call: Call) -> Response:
+        if not call.org.admin:
+            raise Forbidden("only the admin organisation reads the broker's statistics")
+        return ok(source())
+
+    return {"stats": stats}
