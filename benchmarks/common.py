@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
@@ -61,6 +62,23 @@ def print_table(rows: Sequence[Any], columns: Sequence[tuple[str, str]]) -> None
         values = asdict(row)
         cells = ["-" if values[key] is None else str(values[key]) for key, _ in columns]
         print(" | ".join(f"{cell:>12}" for cell in cells), *values.get("notes", []))
+
+
+def report(
+    name: str,
+    rows: Sequence[Any],
+    columns: Sequence[tuple[str, str]],
+    ratios: dict[str, float | None],
+    path: Path,
+) -> None:
+    """Print the whole table and the ratios, and write them as JSON to `path`."""
+    print()
+    print_table(rows, columns)
+    for key, value in ratios.items():
+        print(f"{key}: {value}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"benchmark": name, "rows": [asdict(r) for r in rows], "ratios": ratios}
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import resource
 import statistics
@@ -29,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from benchmarks.common import (
     percentile,
     print_table,
     ratio,
+    report,
     rss_kb,
     spare_the_collector,
 )
@@ -289,14 +289,7 @@ def main() -> int:
                 row = uvloop.run(measure(broker, port, pid, creds, count == counts[0], args))
             rows.append(row)
             print_table([row], COLUMNS)
-    print()
-    print_table(rows, COLUMNS)
-    summary = summarise(rows)
-    for key, value in summary.items():
-        print(f"{key}: {value}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    document = {"benchmark": "devices", "rows": [asdict(r) for r in rows], "ratios": summary}
-    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    report("devices", rows, COLUMNS, summarise(rows), args.json)
     return 0
 
 
