@@ -4,6 +4,8 @@ same decisions.
 
 - A device publishes and subscribes only under its own `/sys/{pk}/{dk}/` and
   `/ext/session/{pk}/{dk}/`; wildcards may follow that prefix, never replace part of it.
+  A gateway also under those of the sub-devices logged in through it, and nobody else
+  under theirs.
 - An application (an organisation's access key) is read-only: it may subscribe to its
   own organisation's products, `/sys/{pk}/...` and `/ext/session/{pk}/...`, with the
   ProductKey spelled out.
@@ -16,12 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
+from broker.protocol import parse_device_topic
 
 # The device namespaces and the broker's own: `/sys/...`, `/ext/...`, `$SYS/...`.
 RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (("", "sys"), ("", "ext"), ("$SYS",))
 
 # ProductKey -> owning organisation, from the credential cache.
 ProductOwner = Callable[[str], str | None]
+# (ProductKey, DeviceKey) of a sub-device -> the gateway it is logged in through.
+LoggedInThrough = Callable[[str, str], tuple[str, str] | None]
+
+
+def _nobody(product_key: str, device_key: str) -> tuple[str, str] | None:
+    return None
 
 
 def may_touch_reserved(topic_filter: str) -> bool:
@@ -51,9 +60,15 @@ def anonymous_may_use(topic_filter: str) -> bool:
     return not may_touch_reserved(topic_filter)
 
 
-def device_may_use(device: DeviceIdentity, topic_filter: str) -> bool:
-    """Publish or subscribe: the device's own prefixes, which are literal (no `+`/`#`)."""
-    return topic_filter.startswith(device.sys_prefix) or topic_filter.startswith(device.ext_prefix)
+def device_may_use(
+    device: DeviceIdentity, topic_filter: str, through: LoggedInThrough = _nobody
+) -> bool:
+    """Publish or subscribe: the device's own prefixes, which are literal (no `+`/`#`),
+    and those of the sub-devices logged in through it when it is a gateway."""
+    if topic_filter.startswith(device.sys_prefix) or topic_filter.startswith(device.ext_prefix):
+        return True
+    parsed = parse_device_topic(topic_filter)
+    return parsed is not None and through(parsed.product_key, parsed.device_key) == device.key
 
 
 def product_of_filter(topic_filter: str) -> str | None:
@@ -73,17 +88,22 @@ def app_may_subscribe(app: AppIdentity, topic_filter: str, owner: ProductOwner) 
     return product_key is not None and owner(product_key) == app.org_id
 
 
-def may_publish(identity: Identity, topic: str) -> bool:
+def may_publish(identity: Identity, topic: str, through: LoggedInThrough = _nobody) -> bool:
     if isinstance(identity, DeviceIdentity):
-        return device_may_use(identity, topic)
+        return device_may_use(identity, topic, through)
     if isinstance(identity, AnonymousIdentity):
         return anonymous_may_use(topic)
     return False  # applications are read-only
 
 
-def may_subscribe(identity: Identity, topic_filter: str, owner: ProductOwner) -> bool:
+def may_subscribe(
+    identity: Identity,
+    topic_filter: str,
+    owner: ProductOwner,
+    through: LoggedInThrough = _nobody,
+) -> bool:
     if isinstance(identity, DeviceIdentity):
-        return device_may_use(identity, topic_filter)
+        return device_may_use(identity, topic_filter, through)
     if isinstance(identity, AppIdentity):
         return app_may_subscribe(identity, topic_filter, owner)
     return anonymous_may_use(topic_filter)

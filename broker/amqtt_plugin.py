@@ -9,7 +9,9 @@ itself into a device's session.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,10 +91,11 @@ class GateHooks(BrokerHooks):
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self._broker: GatehouseBroker | None = None
+        self._sending: set[asyncio.Future[int]] = set()
 
     def bind(self, broker: GatehouseBroker) -> None:
         self._broker = broker
-        self.gate.kick = self._kick
+        self.gate.bind(self)
 
     @property
     def broker(self) -> GatehouseBroker:
@@ -125,7 +128,26 @@ class GateHooks(BrokerHooks):
             await self.broker.route(topic + "_reply", outcome.reply, min(qos, IMPLICIT_QOS))
         return outcome.accepted
 
-    def _kick(self, session_key: str) -> None:
+    # -- broker.links.Links: what the gate asks of the broker --------------------------
+
+    def kick(self, session_key: str) -> None:
         entry = self.broker.sessions.get(session_key)
         if entry is not None and isinstance(entry[1], GatehouseHandler):
             entry[1].abort()
+
+    def subscribe(self, session_key: str, filters: Sequence[str]) -> None:
+        entry = self.broker.sessions.get(session_key)
+        if entry is not None:
+            for topic_filter in filters:
+                self.broker.add_implicit_subscription(entry[0], topic_filter, IMPLICIT_QOS)
+
+    def unsubscribe(self, session_key: str, filters: Sequence[str]) -> None:
+        entry = self.broker.sessions.get(session_key)
+        if entry is not None:
+            for topic_filter in filters:
+                self.broker.remove_implicit_subscription(entry[0], topic_filter)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        task = asyncio.ensure_future(self.broker.route(topic, payload, IMPLICIT_QOS))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)

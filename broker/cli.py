@@ -106,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             connect_limit=args.connect_limit,
             max_payload=args.max_payload,
             writer=WriterConfig(log_keep=args.message_log_size),
+            max_subdevices_per_gateway=args.max_subdevices_per_gateway,
         ),
         codecs=dict(args.codec),
     )
@@ -343,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BURST/WINDOW:BLOCK",
         help="per-device CONNECT limit: at most one a second and BURST within WINDOW"
         " seconds, else refused for BLOCK seconds; 'off' to disable (default 4/120:300, EnOS's)",
+    )
+    serve_p.add_argument(
+        "--max-subdevices-per-gateway",
+        type=_positive,
+        default=GateConfig().max_subdevices_per_gateway,
+        help="sub-devices online through one gateway at once (default %(default)s, EnOS's)",
     )
     serve_p.add_argument(
         "--on-refused-publish",

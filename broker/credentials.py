@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from registry import Device, Organization, Product, SqliteStore
 
+DeviceId = tuple[str, str]  # (ProductKey, DeviceKey)
+
 
 @dataclass(slots=True)
 class DeviceCredential:
@@ -21,6 +23,7 @@ class DeviceCredential:
     secret: str
     enabled: bool
     activated: bool
+    asset_id: str
 
 
 @dataclass(slots=True)
@@ -43,8 +46,11 @@ class AppCredential:
 class CredentialCache:
     def __init__(self) -> None:
         self.products: dict[str, ProductCredential] = {}
-        self.devices: dict[tuple[str, str], DeviceCredential] = {}
+        self.devices: dict[DeviceId, DeviceCredential] = {}
         self.apps: dict[str, AppCredential] = {}
+        # The topology: each sub-device's gateway, and each gateway's sub-devices.
+        self.gateway_of: dict[DeviceId, DeviceId] = {}
+        self.children: dict[DeviceId, set[DeviceId]] = {}
         # Called when a device may no longer stay connected: (pk, dk, deleted).
         self.on_revoked: Callable[[str, str, bool], None] | None = None
 
@@ -55,12 +61,17 @@ class CredentialCache:
             self.products[product.productKey] = ProductCredential(product, 0)
         for device in await store.all_devices():
             self._put(device)
+        for topo in await store.all_topology():
+            gateway = (topo.gatewayProductKey, topo.gatewayDeviceKey)
+            self.topology_changed(topo.productKey, topo.deviceKey, gateway)
 
     def _put(self, device: Device) -> DeviceCredential:
         key = (device.productKey, device.deviceKey)
         old = self.devices.get(key)
         activated = device.activatedAt is not None or (old is not None and old.activated)
-        entry = DeviceCredential(device.orgId, device.deviceSecret, device.enabled, activated)
+        entry = DeviceCredential(
+            device.orgId, device.deviceSecret, device.enabled, activated, device.assetId
+        )
         self.devices[key] = entry
         product = self.products.get(device.productKey)
         if product is not None and activated and not (old is not None and old.activated):
@@ -86,7 +97,12 @@ class CredentialCache:
                 self.on_revoked(device.productKey, device.deviceKey, False)
 
     def device_deleted(self, product_key: str, device_key: str) -> None:
-        entry = self.devices.pop((product_key, device_key), None)
+        key = (product_key, device_key)
+        # The registry's topology rows go with the device, as sub-device and as gateway.
+        self.topology_changed(product_key, device_key, None)
+        for sub in self.children.pop(key, set()):
+            self.gateway_of.pop(sub, None)
+        entry = self.devices.pop(key, None)
         product = self.products.get(product_key)
         if entry is not None and entry.activated and product is not None:
             product.activated -= 1
@@ -104,3 +120,16 @@ class CredentialCache:
 
     def org_saved(self, org: Organization) -> None:
         self.apps[org.accessKey] = AppCredential(org.orgId, org.secretHash)
+
+    def topology_changed(self, product_key: str, device_key: str, gateway: DeviceId | None) -> None:
+        key = (product_key, device_key)
+        old = self.gateway_of.pop(key, None)
+        if old is not None:
+            siblings = self.children.get(old)
+            if siblings is not None:
+                siblings.discard(key)
+                if not siblings:
+                    del self.children[old]
+        if gateway is not None:
+            self.gateway_of[key] = gateway
+            self.children.setdefault(gateway, set()).add(key)

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from broker import access
 from broker.admission import ConnectAttempt, ConnectLimit, ConnectLimiter, Refusal, admit
 from broker.codecs import Codec
 from broker.credentials import CredentialCache
+from broker.gateways import GatewayService
 from broker.identity import DeviceIdentity, Identity
+from broker.links import Links
+from broker.presence import Presence
+from broker.protocol import codes, parse_device_topic
 from broker.routing import DEFAULT_MAX_PAYLOAD, Outcome, Router
+from broker.subdevices import SubDeviceSessions
 from broker.writer import WriteBehind, WriterConfig
 from registry import Registry
 
@@ -30,6 +35,8 @@ class GateConfig:
     connect_limit: ConnectLimit = field(default_factory=ConnectLimit)
     max_payload: int = DEFAULT_MAX_PAYLOAD
     writer: WriterConfig = field(default_factory=WriterConfig)
+    # Sub-devices online through one gateway at once (EnOS's default).
+    max_subdevices_per_gateway: int = 200
 
 
 @dataclass(slots=True)
@@ -47,14 +54,23 @@ class Gate:
         self.cache = CredentialCache()
         self.limiter = ConnectLimiter(config.connect_limit)
         self.writer = WriteBehind(registry.store, config.writer)
+        self.sessions = SubDeviceSessions(config.max_subdevices_per_gateway)
+        self.presence = Presence(self.cache, self.writer, self.sessions)
+        self.gateways = GatewayService(registry, self.cache, self.presence, self.writer)
         self.router = Router(
-            registry, self.cache, self.writer, codecs, max_payload=config.max_payload
+            registry,
+            self.cache,
+            self.writer,
+            codecs,
+            max_payload=config.max_payload,
+            post_for=self.post_for,
         )
-        self._online: set[tuple[str, str]] = set()
         self._refusals_logged: dict[tuple[str, str, str], float] = {}
-        # Set by the adapter: end the connection of the device with this session key.
-        self.kick: Callable[[str], None] | None = None
         self.cache.on_revoked = self._revoked
+
+    def bind(self, links: Links) -> None:
+        """Connect the gate to the running broker's operations."""
+        self.presence.links = links
 
     async def start(self) -> None:
         await self.cache.load(self.registry.store)
@@ -65,9 +81,8 @@ class Gate:
     async def stop(self) -> None:
         if self.cache in self.registry.observers:
             self.registry.observers.remove(self.cache)
-        for product_key, device_key in list(self._online):
-            self.writer.presence(product_key, device_key, False, _now_ms(), activated=False)
-        self._online.clear()
+        for product_key, device_key in list(self.presence.direct):
+            self.presence.disconnected(DeviceIdentity(product_key, device_key, ""))
         await self.writer.stop()
 
     # -- connections ---------------------------------------------------------------------
@@ -110,26 +125,14 @@ class Gate:
             )
 
     def connected(self, identity: Identity) -> None:
-        if not isinstance(identity, DeviceIdentity):
-            return
-        key = (identity.product_key, identity.device_key)
-        first = self.cache.mark_activated(*key)
-        now = _now_ms()
-        self._online.add(key)
-        self.stats.online = len(self._online)
-        self.writer.presence(*key, True, now, activated=first)
-        self.writer.event(*key, now, "online", detail="first activation" if first else "")
+        if isinstance(identity, DeviceIdentity):
+            self.presence.connected(identity)
+            self.stats.online = self.presence.online
 
-    def disconnected(self, identity: Identity, reason: str = "") -> None:
-        if not isinstance(identity, DeviceIdentity):
-            return
-        key = (identity.product_key, identity.device_key)
-        self._online.discard(key)
-        self.stats.online = len(self._online)
-        now = _now_ms()
-        if key in self.cache.devices:
-            self.writer.presence(*key, False, now, activated=False)
-            self.writer.event(*key, now, "offline", detail=reason)
+    def disconnected(self, identity: Identity) -> None:
+        if isinstance(identity, DeviceIdentity):
+            self.presence.disconnected(identity)
+            self.stats.online = self.presence.online
 
     def _revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
         if deleted:
@@ -137,10 +140,15 @@ class Gate:
             # same key starts clean.
             self.writer.forget(product_key, device_key)
             self.limiter.forget((product_key, device_key))
-        if (product_key, device_key) in self._online and self.kick is not None:
-            identity = DeviceIdentity(product_key, device_key, "")
-            log.info("%s was disabled or deleted: disconnecting it", identity)
-            self.kick(identity.session_key)
+        if self.presence.is_online((product_key, device_key)):
+            log.info(
+                "%s/%s was %s: logging it out",
+                product_key,
+                device_key,
+                "deleted" if deleted else "disabled",
+            )
+        self.presence.revoked(product_key, device_key, deleted)
+        self.stats.online = self.presence.online
 
     # -- the ACL -------------------------------------------------------------------------
 
@@ -149,10 +157,10 @@ class Gate:
         return product.product.orgId if product is not None else None
 
     def may_publish(self, identity: Identity, topic: str) -> bool:
-        return access.may_publish(identity, topic)
+        return access.may_publish(identity, topic, self.sessions.through)
 
     def may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
-        return access.may_subscribe(identity, topic_filter, self.owner_of)
+        return access.may_subscribe(identity, topic_filter, self.owner_of, self.sessions.through)
 
     def may_receive(self, identity: Identity, topic: str) -> bool:
         return access.may_receive(identity, topic, self.owner_of)
@@ -163,7 +171,38 @@ class Gate:
         """A device's PUBLISH, past the ACL; None for clients that are not devices."""
         if not isinstance(identity, DeviceIdentity):
             return None
+        parsed = parse_device_topic(topic)
+        if parsed is not None and (parsed.product_key, parsed.device_key) != identity.key:
+            # A sub-device's topic, published by the gateway it is logged in through
+            # (the ACL saw to that): routed, checked and counted as the sub-device's.
+            credential = self.cache.devices.get((parsed.product_key, parsed.device_key))
+            org_id = credential.org_id if credential is not None else identity.org_id
+            sub = DeviceIdentity(parsed.product_key, parsed.device_key, org_id)
+            return await self.router.uplink(sub, topic, payload)
+        if parsed is not None:
+            handled = await self.gateways.request(
+                identity, parsed.namespace, parsed.rest, topic, payload
+            )
+            if handled is not None:
+                return handled
         return await self.router.uplink(identity, topic, payload)
+
+    def post_for(
+        self, device: DeviceIdentity, product_key: str, device_key: str, allow_offline: bool
+    ) -> tuple[int, str] | None:
+        """Whether a batch post from `device` may carry (product_key, device_key)."""
+        sub = (product_key, device_key)
+        if sub == device.key or self.sessions.through(*sub) == device.key:
+            return None
+        label = f"{product_key}/{device_key}"
+        if self.cache.gateway_of.get(sub) != device.key:
+            return codes.NOT_GATEWAYS_SUB_DEVICE, f"{label} is not a sub-device of this gateway"
+        if allow_offline:
+            return None
+        return (
+            codes.DEVICE_DISABLED,
+            f"sub-device {label} is not logged in; set allowOfflineSubDevice to post for it",
+        )
 
 
 def _now_ms() -> int:

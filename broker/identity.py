@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from broker.protocol import downlink_filters, ext_prefix, sys_prefix
 
 
+def device_session_key(product_key: str, device_key: str) -> str:
+    """The broker's client id for a device: one connection per device, whatever client
+    id (timestamp included) the device sent."""
+    return f"device:{product_key}/{device_key}"
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceIdentity:
     product_key: str
@@ -21,9 +27,11 @@ class DeviceIdentity:
 
     @property
     def session_key(self) -> str:
-        """The broker's client id for this device: one connection per device, whatever
-        client id (timestamp included) the device sent."""
-        return f"device:{self.product_key}/{self.device_key}"
+        return device_session_key(self.product_key, self.device_key)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.product_key, self.device_key)
 
     @property
     def downlink_filters(self) -> tuple[str, str]:

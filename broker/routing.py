@@ -61,7 +61,7 @@ class Result:
         return self.code == codes.OK
 
 
-def _fault(code: int, message: str) -> Result:
+def fault(code: int, message: str) -> Result:
     return Result(code, message)
 
 
@@ -78,14 +78,17 @@ def _time_of(params: Mapping[str, Any], now_ms: int) -> int | None:
     return int(stamp)
 
 
-# Which device a gateway may post for; the gateway issue widens this to its sub-devices.
-PostFor = Callable[[DeviceIdentity, str, str], int | None]
+# Whether a device may post for (pk, dk) in a batch, given allowOfflineSubDevice:
+# None if it may, else the reply code and why.
+PostFor = Callable[[DeviceIdentity, str, str, bool], tuple[int, str] | None]
 
 
-def own_device_only(device: DeviceIdentity, product_key: str, device_key: str) -> int | None:
-    if (product_key, device_key) == (device.product_key, device.device_key):
+def own_device_only(
+    device: DeviceIdentity, product_key: str, device_key: str, allow_offline: bool
+) -> tuple[int, str] | None:
+    if (product_key, device_key) == device.key:
         return None
-    return codes.NOT_GATEWAYS_SUB_DEVICE
+    return codes.NOT_GATEWAYS_SUB_DEVICE, f"{product_key}/{device_key} is not this device"
 
 
 class Router:
@@ -118,7 +121,7 @@ class Router:
         uplink, event = found
         product = self.cache.products.get(device.product_key)
         if len(payload) > self.max_payload:
-            result = _fault(
+            result = fault(
                 codes.PAYLOAD_FORMAT_ERROR,
                 f"payload is {len(payload)} bytes; the limit is {self.max_payload}",
             )
@@ -126,7 +129,7 @@ class Router:
             return self._answer(device, now_ms, topic, b"", request_id, result)
         if product is None:
             return self._answer(
-                device, now_ms, topic, payload, "", _fault(codes.DEVICE_NOT_FOUND, "no product")
+                device, now_ms, topic, payload, "", fault(codes.DEVICE_NOT_FOUND, "no product")
             )
         if uplink is Uplink.RAW_UP:
             return await self._raw_up(device, product, now_ms, topic, payload)
@@ -134,7 +137,7 @@ class Router:
             request = parse_request(payload)
         except EnvelopeError as exc:
             code = PAYLOAD_NOT_JSON if "not JSON" in str(exc) else codes.PAYLOAD_FORMAT_ERROR
-            result = _fault(code, str(exc))
+            result = fault(code, str(exc))
             return self._answer(device, now_ms, topic, payload, request_id_of(payload), result)
         result = await self._request(device, product, uplink, event, request, now_ms)
         return self._answer(device, now_ms, topic, payload, request.id, result)
@@ -195,7 +198,7 @@ class Router:
         if uplink in (Uplink.MEASUREPOINT_POST_BATCH, Uplink.MEASUREPOINT_RESUME_BATCH):
             return await self._batch(device, request, now_ms)
         if not isinstance(params, dict):
-            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a JSON object")
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a JSON object")
         if uplink in (Uplink.MEASUREPOINT_POST, Uplink.MEASUREPOINT_RESUME):
             return await self._measurepoints(
                 device.product_key, device.device_key, product, params, now_ms, skip=False
@@ -221,13 +224,13 @@ class Router:
     ) -> Result:
         points = params.get("measurepoints")
         if not isinstance(points, dict) or not points:
-            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.measurepoints must be a JSON object")
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.measurepoints must be a JSON object")
         stamp = _time_of(params, now_ms)
         if stamp is None:
-            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.time must be milliseconds")
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.time must be milliseconds")
         problems = (await self._model(product)).check_properties(points)
         if problems and not skip:
-            return _fault(PARAMETER_ERROR, _violations(problems))
+            return fault(PARAMETER_ERROR, _violations(problems))
         bad = {p.identifier for p in problems}
         latest = [
             (product_key, device_key, name, value, stamp)
@@ -239,22 +242,21 @@ class Router:
     async def _batch(self, device: DeviceIdentity, request: Request, now_ms: int) -> Result:
         entries = request.params
         if not isinstance(entries, list) or not entries:
-            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a list of measurepoint posts")
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a list of measurepoint posts")
         skip = request.body.get("skipInvalidMeasurepoints") is True
+        allow_offline = request.body.get("allowOfflineSubDevice") is True
         collected = Result()
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                return _fault(codes.PAYLOAD_FORMAT_ERROR, f"params[{index}] must be a JSON object")
+                return fault(codes.PAYLOAD_FORMAT_ERROR, f"params[{index}] must be a JSON object")
             product_key = entry.get("productKey") or device.product_key
             device_key = entry.get("deviceKey") or device.device_key
-            refused = self.post_for(device, str(product_key), str(device_key))
+            refused = self.post_for(device, str(product_key), str(device_key), allow_offline)
             if refused is not None:
-                return _fault(
-                    refused, f"params[{index}]: {product_key}/{device_key} is not this device"
-                )
+                return fault(refused[0], f"params[{index}]: {refused[1]}")
             product = self.cache.products.get(str(product_key))
             if product is None:
-                return _fault(codes.DEVICE_NOT_FOUND, f"params[{index}]: no such product")
+                return fault(codes.DEVICE_NOT_FOUND, f"params[{index}]: no such product")
             result = await self._measurepoints(
                 str(product_key), str(device_key), product, entry, now_ms, skip=skip
             )
@@ -272,12 +274,12 @@ class Router:
     ) -> Result:
         values = params.get("events", params.get("value"))
         if not isinstance(values, dict):
-            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.events must be a JSON object")
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.events must be a JSON object")
         if _time_of(params, now_ms) is None:
-            return _fault(codes.PAYLOAD_FORMAT_ERROR, "params.time must be milliseconds")
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.time must be milliseconds")
         problems = (await self._model(product)).check_event(event, values)
         if problems:
-            return _fault(PARAMETER_ERROR, _violations(problems))
+            return fault(PARAMETER_ERROR, _violations(problems))
         return Result()
 
     async def _attributes(
@@ -293,18 +295,18 @@ class Router:
             current = record.deviceAttributes
             if uplink is Uplink.ATTRIBUTE_UPDATE:
                 if not isinstance(names, dict) or not names:
-                    return _fault(
+                    return fault(
                         codes.PAYLOAD_FORMAT_ERROR, "params.attributes must be a JSON object"
                     )
                 merged = {**current, **names}
                 if len(merged) > MAX_ATTRIBUTES:
-                    return _fault(
+                    return fault(
                         PARAMETER_ERROR, f"a device has at most {MAX_ATTRIBUTES} attributes"
                     )
                 await self.registry.update_device(record, {"deviceAttributes": merged})
                 return Result()
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                return _fault(
+                return fault(
                     codes.PAYLOAD_FORMAT_ERROR, "params.attributes must be a list of names"
                 )
             if uplink is Uplink.ATTRIBUTE_QUERY:
@@ -314,7 +316,7 @@ class Router:
             await self.registry.update_device(record, {"deviceAttributes": kept})
             return Result()
         except RegistryError as exc:
-            return _fault(PARAMETER_ERROR, str(exc))
+            return fault(PARAMETER_ERROR, str(exc))
 
     # -- Custom data format ------------------------------------------------------------
 
@@ -328,7 +330,7 @@ class Router:
     ) -> Outcome:
         settings = product.product.settings
         if settings.dataFormat != "Custom":
-            result = _fault(
+            result = fault(
                 codes.PAYLOAD_FORMAT_ERROR,
                 "model/up_raw is for products whose dataFormat is Custom; this one is Json",
             )
@@ -338,19 +340,19 @@ class Router:
             return self._answer(device, now_ms, topic, payload, "", Result())
         codec = self.codecs.get(settings.codec)
         if codec is None:
-            result = _fault(codes.SERVER_ERROR, f"codec {settings.codec!r} is not loaded")
+            result = fault(codes.SERVER_ERROR, f"codec {settings.codec!r} is not loaded")
             return self._answer(device, now_ms, topic, payload, "", result)
         try:
             decoded = codec.decode(payload)
             request = parse_request(orjson.dumps(decoded))
         except Exception as exc:  # a codec is user code: any failure is a reply
-            result = _fault(
+            result = fault(
                 codes.PAYLOAD_FORMAT_ERROR, f"codec {settings.codec!r} cannot decode: {exc}"
             )
             return self._answer(device, now_ms, topic, payload, "", result)
         uplink = _uplink_of_method(request.method)
         if uplink is None:
-            result = _fault(NO_METHOD, f"no known method after decoding: {request.method!r}")
+            result = fault(NO_METHOD, f"no known method after decoding: {request.method!r}")
         else:
             kind, event = uplink
             result = await self._request(device, product, kind, event, request, now_ms)
@@ -359,7 +361,7 @@ class Router:
         try:
             encoded = codec.encode(reply)
         except Exception as exc:
-            result = _fault(codes.SERVER_ERROR, f"codec {settings.codec!r} cannot encode: {exc}")
+            result = fault(codes.SERVER_ERROR, f"codec {settings.codec!r} cannot encode: {exc}")
             return self._answer(device, now_ms, topic, payload, request.id, result)
         return self._answer(device, now_ms, topic, payload, request.id, result, encoded)
 

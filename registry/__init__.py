@@ -23,11 +23,12 @@ from registry.models import (
     ThingModelCreate,
 )
 from registry.observers import RegistryObserver
-from registry.registry import Page, Registry
+from registry.registry import Attachment, Page, Registry
 from registry.sqlite import SqliteStore
 from registry.tsl import CompiledModel, Violation, compile_model
 
 __all__ = [
+    "Attachment",
     "Binding",
     "CompiledModel",
     "Conflict",

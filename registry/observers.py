@@ -21,3 +21,8 @@ class RegistryObserver(Protocol):
     def product_deleted(self, product_key: str) -> None: ...
 
     def org_saved(self, org: Organization) -> None: ...
+
+    def topology_changed(
+        self, product_key: str, device_key: str, gateway: tuple[str, str] | None
+    ) -> None:
+        """The sub-device's gateway is now `gateway` (ProductKey, DeviceKey), or none."""

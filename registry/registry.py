@@ -101,6 +101,12 @@ def _log_entry(
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    topology: Topology
+    moved_from: Topology | None  # the gateway a sub-device left by switching, if any
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     number: int = 1
     size: int = 100
@@ -540,14 +546,45 @@ class Registry:
 
     # ------------------------------------------------------------------ topology records
 
-    async def attach(self, gateway: Device, sub: Device) -> Topology:
-        """Record sub under gateway; the gateway issue adds the live rules around it."""
+    async def attach(self, gateway: Device, sub: Device) -> Attachment:
+        """Put `sub` under `gateway`, by the product rules (protocol.md, section 6).
+
+        A sub-device has one gateway. Attached elsewhere already, it moves when its
+        product allows dynamic gateway switching; `moved_from` then names the gateway
+        it left, to be told. Attaching it where it is changes nothing.
+        """
         gateway_product = await self.get_product(gateway.orgId, gateway.productKey)
-        sub_product = await self.get_product(sub.orgId, sub.productKey)
+        sub_product = await self.get_product(gateway.orgId, sub.productKey)
+        label = f"{sub.productKey}/{sub.deviceKey}"
         if gateway_product.settings.deviceType != "gateway":
             raise InvalidArgument(f"{gateway.productKey}/{gateway.deviceKey} is not a gateway")
         if sub_product.settings.deviceType == "gateway":
-            raise InvalidArgument("a gateway cannot be a sub-device")
+            raise InvalidArgument(f"{label} is a gateway; a gateway cannot be a sub-device")
+        if sub.orgId != gateway.orgId:
+            raise NotFound(f"device {label} does not exist")
+        specified = sub_product.settings.specifiedGateway
+        if specified.enabled and not (
+            gateway.productKey in specified.gatewayProductKeys
+            or any(
+                (ref.productKey, ref.deviceKey) == (gateway.productKey, gateway.deviceKey)
+                for ref in specified.gatewayDevices
+            )
+        ):
+            raise Forbidden(
+                f"product {sub.productKey} specifies its gateways, and"
+                f" {gateway.productKey}/{gateway.deviceKey} is not one of them"
+            )
+        current = await self.store.get_topology(sub.productKey, sub.deviceKey)
+        here = (gateway.productKey, gateway.deviceKey)
+        if current is not None:
+            if (current.gatewayProductKey, current.gatewayDeviceKey) == here:
+                return Attachment(current, None)
+            if not sub_product.settings.dynamicGatewaySwitching:
+                raise Conflict(
+                    f"{label} is under gateway {current.gatewayProductKey}/"
+                    f"{current.gatewayDeviceKey}, and its product does not allow dynamic"
+                    " gateway switching; delete it there first"
+                )
         topo = Topology(
             gatewayProductKey=gateway.productKey,
             gatewayDeviceKey=gateway.deviceKey,
@@ -556,10 +593,16 @@ class Registry:
             createdAt=ids.now_ms(),
         )
         await self.store.put_topology(topo)
-        return topo
+        for observer in self.observers:
+            observer.topology_changed(sub.productKey, sub.deviceKey, here)
+        return Attachment(topo, current)
 
     async def detach(self, sub: Device) -> bool:
-        return await self.store.delete_topology(sub.productKey, sub.deviceKey)
+        removed = await self.store.delete_topology(sub.productKey, sub.deviceKey)
+        if removed:
+            for observer in self.observers:
+                observer.topology_changed(sub.productKey, sub.deviceKey, None)
+        return removed
 
     async def sub_devices(self, gateway: Device) -> list[Topology]:
         return await self.store.list_topology(gateway.productKey, gateway.deviceKey)

@@ -552,6 +552,18 @@ class SqliteStore:
         )
         return self._topology(row) if row else None
 
+    async def list_sub_devices(self, gateway_pk: str, gateway_dk: str) -> list[Device]:
+        rows = await self._all(
+            "SELECT d.* FROM topology t JOIN devices d"
+            " ON d.product_key = t.product_key AND d.device_key = t.device_key"
+            " WHERE t.gateway_product_key = ? AND t.gateway_device_key = ? ORDER BY t.created_at",
+            (gateway_pk, gateway_dk),
+        )
+        return [_device(r) for r in rows]
+
+    async def all_topology(self) -> list[Topology]:
+        return [self._topology(r) for r in await self._all("SELECT * FROM topology")]
+
     async def list_topology(self, gateway_pk: str, gateway_dk: str) -> list[Topology]:
         rows = await self._all(
             "SELECT * FROM topology WHERE gateway_product_key = ? AND gateway_device_key = ?"

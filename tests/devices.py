@@ -10,7 +10,13 @@ from typing import Any
 
 import orjson
 
-from broker.protocol import encode_request, enos_credentials
+from broker.protocol import (
+    encode_request,
+    enos_connect_params,
+    enos_credentials,
+    enos_sign,
+    parse_device_topic,
+)
 from tests.conftest import unique
 from tests.mqtt_client import TIMEOUT, Client
 from tests.server import Api
@@ -48,6 +54,10 @@ def topic(device: dict[str, str], rest: str) -> str:
     return f"/sys/{device['productKey']}/{device['deviceKey']}/{rest}"
 
 
+def ext_topic(device: dict[str, str], rest: str) -> str:
+    return f"/ext/session/{device['productKey']}/{device['deviceKey']}/{rest}"
+
+
 def request(
     client: Client,
     device: dict[str, str],
@@ -58,12 +68,42 @@ def request(
     qos: int = 1,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Publish a request and return the reply that arrives on `<topic>_reply`."""
+    """Publish a request on `/sys/{pk}/{dk}/{rest}`; return the reply on its `_reply`."""
+    return ask(client, topic(device, rest), params, method=method, qos=qos, extra=extra)
+
+
+def ask(
+    client: Client,
+    full_topic: str,
+    params: Any,
+    *,
+    method: str = "",
+    qos: int = 1,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Publish a request on any topic; return the reply that arrives on `<topic>_reply`."""
     request_id = str(next(_ids))
-    payload = encode_request(request_id, method or "thing." + rest.replace("/", "."), params)
+    parsed = parse_device_topic(full_topic)
+    rest = parsed.rest if parsed is not None else full_topic
+    payload = encode_request(request_id, method or rest.replace("/", "."), params)
     if extra:
         payload = orjson.dumps({**orjson.loads(payload), **extra})
-    return send(client, topic(device, rest), payload, request_id, qos=qos)
+    return send(client, full_topic, payload, request_id, qos=qos)
+
+
+def signed_sub(device: dict[str, str], secret: str | None = None) -> dict[str, str]:
+    """A sub-device entry as a gateway sends it in topo/add and combine/login."""
+    client_id = f"{device['productKey']}.{device['deviceKey']}"
+    timestamp = str(int(time.time() * 1000))
+    params = enos_connect_params(client_id, device["productKey"], device["deviceKey"], timestamp)
+    return {
+        "productKey": device["productKey"],
+        "deviceKey": device["deviceKey"],
+        "clientId": client_id,
+        "timestamp": timestamp,
+        "signMethod": "sha256",
+        "sign": enos_sign(secret or device["deviceSecret"], params, "sha256"),
+    }
 
 
 def send(

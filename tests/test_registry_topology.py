@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from registry import Device, InvalidArgument, Registry, SqliteStore
+from registry import Conflict, Device, Forbidden, InvalidArgument, Registry, SqliteStore
 from registry.migrations import MIGRATIONS
 from tests.conftest import THERMOSTAT_TSL
 
@@ -20,9 +21,11 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     await store.close()
 
 
-async def make_device(registry: Registry, org: str, name: str, device_type: str) -> Device:
+async def make_device(
+    registry: Registry, org: str, name: str, device_type: str, **settings: Any
+) -> Device:
     product = await registry.create_product(
-        org, {"productName": name, "modelId": "m", "deviceType": device_type}
+        org, {"productName": name, "modelId": "m", "deviceType": device_type, **settings}
     )
     (device,) = await registry.create_devices(
         org, [{"productKey": product.productKey, "deviceName": name, "timezone": "+00:00"}]
@@ -74,3 +77,36 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(RuntimeError, match="newer than this gatehouse knows"):
         await SqliteStore(tmp_path / "future.db").open()
+
+
+async def test_attach_reports_a_switch_and_honours_the_product_rules(registry: Registry) -> None:
+    org, _ = await registry.create_org("o")
+    await registry.create_model(org.orgId, {"modelId": "m", "tsl": THERMOSTAT_TSL})
+    first = await make_device(registry, org.orgId, "gw1", "gateway")
+    second = await make_device(registry, org.orgId, "gw2", "gateway")
+    mover = await make_device(registry, org.orgId, "mover", "subdevice")
+    attached = await registry.attach(first, mover)
+    assert attached.moved_from is None
+    again = await registry.attach(first, mover)  # where it is: nothing changes
+    assert again.moved_from is None
+    moved = await registry.attach(second, mover)
+    assert moved.moved_from is not None
+    assert moved.moved_from.gatewayDeviceKey == first.deviceKey
+
+    fixed = await make_device(
+        registry, org.orgId, "fixed", "subdevice", dynamicGatewaySwitching=False
+    )
+    await registry.attach(first, fixed)
+    with pytest.raises(Conflict, match="dynamic gateway switching"):
+        await registry.attach(second, fixed)
+
+    only_first = {
+        "enabled": True,
+        "gatewayDevices": [{"productKey": first.productKey, "deviceKey": first.deviceKey}],
+    }
+    picky = await make_device(
+        registry, org.orgId, "picky", "subdevice", specifiedGateway=only_first
+    )
+    with pytest.raises(Forbidden, match="specifies its gateways"):
+        await registry.attach(second, picky)
+    assert (await registry.attach(first, picky)).moved_from is None

@@ -18,11 +18,13 @@ from starlette.responses import Response
 from broker.api.bindings import BINDING_ACTIONS
 from broker.api.broker_stats import StatsSource, broker_actions
 from broker.api.calls import Call, Handler
+from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.thing_models import MODEL_ACTIONS
+from broker.gateways import GatewayService
 from registry import (
     DeviceCreate,
     Forbidden,
@@ -141,7 +143,11 @@ def _openapi_extra(name: str) -> dict[str, Any]:
     }
 
 
-def create_app(registry: Registry, stats: StatsSource | None = None) -> FastAPI:
+def create_app(
+    registry: Registry,
+    stats: StatsSource | None = None,
+    gateways: GatewayService | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
         version="2.1",
@@ -157,6 +163,8 @@ def create_app(registry: Registry, stats: StatsSource | None = None) -> FastAPI:
     resources = dict(RESOURCES)
     if stats is not None:
         resources["broker"] = broker_actions(stats)
+    if gateways is not None:
+        resources["device-topos"] = topo_actions(gateways)
     for name, actions in resources.items():
         endpoint = _route(name, actions)
         app.add_api_route(

@@ -1,0 +1,123 @@
+"""Who is online, directly or through a gateway, and what that changes: presence and
+events written behind, server-side subscriptions on the gateway's connection, and the
+notices a gateway gets about its sub-devices (protocol.md, sections 5 and 6)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from broker.credentials import CredentialCache, DeviceId
+from broker.identity import DeviceIdentity, device_session_key
+from broker.links import Links, NoLinks
+from broker.protocol import downlink_filters, encode_request
+from broker.subdevices import SubDeviceSessions
+from broker.writer import WriteBehind
+
+_notice_ids = itertools.count(1)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Presence:
+    def __init__(
+        self, cache: CredentialCache, writer: WriteBehind, sessions: SubDeviceSessions
+    ) -> None:
+        self.cache = cache
+        self.writer = writer
+        self.sessions = sessions
+        self.links: Links = NoLinks()
+        self.direct: set[DeviceId] = set()
+
+    @property
+    def online(self) -> int:
+        return len(self.direct) + sum(self.sessions.count(g) for g in self.direct)
+
+    def is_online(self, device: DeviceId) -> bool:
+        return device in self.direct or self.sessions.through(*device) is not None
+
+    # -- direct connections ----------------------------------------------------------------
+
+    def connected(self, device: DeviceIdentity) -> None:
+        key = device.key
+        if self.sessions.through(*key) is not None:
+            # One connection per device: connecting directly ends its gateway session.
+            self.sub_offline(key, "connected directly")
+        self.direct.add(key)
+        self._online(key, "")
+        product = self.cache.products.get(device.product_key)
+        if product is not None and product.product.settings.gatewayAccessMode == "integration":
+            for sub in sorted(self.cache.children.get(key, ())):
+                if self.sessions.full(key):
+                    break
+                credential = self.cache.devices.get(sub)
+                if credential is not None and credential.enabled:
+                    self.sub_online(device, sub)
+
+    def disconnected(self, device: DeviceIdentity) -> None:
+        key = device.key
+        for sub in self.sessions.gateway_gone(key):
+            self.links.unsubscribe(device.session_key, downlink_filters(*sub))
+            self._offline(sub, f"gateway {key[0]}/{key[1]} disconnected")
+        if key in self.direct:
+            self.direct.discard(key)
+            self._offline(key, "")
+
+    def revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
+        """A device disabled or deleted: it goes offline, and its gateway is told."""
+        key = (product_key, device_key)
+        reason = "deleted" if deleted else "disabled"
+        self.sub_offline(key, reason, notice="delete" if deleted else "disable")
+        if key in self.direct:
+            self.direct.discard(key)
+            self._offline(key, reason)
+            self.links.kick(device_session_key(product_key, device_key))
+
+    # -- sub-devices -------------------------------------------------------------------------
+
+    def sub_online(self, gateway: DeviceIdentity, sub: DeviceId) -> None:
+        if sub in self.direct:
+            # One connection per device: logging in through a gateway ends a direct one.
+            self.direct.discard(sub)
+            self.links.kick(device_session_key(*sub))
+        self.sessions.login(gateway.key, sub)
+        self.links.subscribe(gateway.session_key, downlink_filters(*sub))
+        self._online(sub, f"through gateway {gateway}")
+
+    def sub_offline(self, sub: DeviceId, reason: str, *, notice: str = "") -> bool:
+        """Log a sub-device out of its gateway; `notice` (disable, delete) tells the gateway."""
+        gateway = self.sessions.logout(sub)
+        if gateway is None:
+            return False
+        self.links.unsubscribe(device_session_key(*gateway), downlink_filters(*sub))
+        self._offline(sub, reason)
+        if notice:
+            self.notify(gateway, notice, sub)
+        return True
+
+    def notify(self, gateway: DeviceId, notice: str, sub: DeviceId) -> None:
+        """`combine/{notice}` to a gateway about one of its sub-devices."""
+        payload = encode_request(
+            str(next(_notice_ids)),
+            f"combine.{notice}",
+            {"productKey": sub[0], "deviceKey": sub[1]},
+        )
+        self.links.publish(f"/ext/session/{gateway[0]}/{gateway[1]}/combine/{notice}", payload)
+
+    # -- what is written -------------------------------------------------------------------
+
+    def _online(self, key: DeviceId, detail: str) -> None:
+        first = self.cache.mark_activated(*key)
+        now = _now_ms()
+        self.writer.presence(*key, True, now, activated=first)
+        event = "; ".join(filter(None, [detail, "first activation" if first else ""]))
+        self.writer.event(*key, now, "online", detail=event)
+
+    def _offline(self, key: DeviceId, reason: str) -> None:
+        if key not in self.cache.devices:
+            return  # deleted: nothing is written for it any more
+        now = _now_ms()
+        self.writer.presence(*key, False, now, activated=False)
+        self.writer.event(*key, now, "offline", detail=reason)
