@@ -12,6 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from tests.server import Api
+
 IN_FLIGHT = 64
 
 
@@ -20,6 +24,40 @@ def spare_the_collector() -> None:
     over them (as `gatehouse serve` does), so it measures the brokers, not its pauses."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+# A device's (ProductKey, DeviceKey, secret), as the benchmarks provision them.
+Credentials = tuple[str, str, str]
+BENCH_TSL = {
+    "properties": [
+        {"identifier": "temp", "dataType": {"type": "float", "specs": {"min": "-40", "max": "120"}}}
+    ]
+}
+
+
+def create_devices(api: Api, devices: Sequence[Credentials]) -> None:
+    """Register devices with known secrets in one `batchCreate` (not timed)."""
+    body = {
+        "deviceList": [
+            {
+                "productKey": pk,
+                "deviceKey": dk,
+                "deviceSecret": s,
+                "deviceName": dk,
+                "timezone": "+00:00",
+            }
+            for pk, dk, s in devices
+        ]
+    }
+    reply = api.http.post(
+        "/connect-service/v2.0/devices",
+        params={"action": "batchCreate", "orgId": api.org_id},
+        content=orjson.dumps(body),
+        headers={"content-type": "application/json"},
+        timeout=120,
+    )
+    if reply.json().get("code") != 0:
+        raise RuntimeError(f"provisioning failed: {reply.text[:300]}")
 
 
 def rss_kb(pid: int) -> int:

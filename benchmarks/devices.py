@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import gmqtt
-import orjson
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (
+    BENCH_TSL,
     bounded,
+    create_devices,
     percentile,
     print_table,
     ratio,
@@ -53,11 +54,6 @@ from tests.server import Gatehouse
 
 CONNECTS_IN_FLIGHT = 100
 MQTT_311 = 4
-TSL = {
-    "properties": [
-        {"identifier": "temp", "dataType": {"type": "float", "specs": {"min": "-40", "max": "120"}}}
-    ]
-}
 log = logging.getLogger("bench")
 
 
@@ -140,30 +136,10 @@ class Device:
 def provision(server: Gatehouse, count: int) -> list[tuple[str, str, str]]:
     """A product and `count` devices with known secrets, through the REST API."""
     api = server.client()
-    api("thing-models", "create", {"modelId": "bench", "tsl": TSL}).ok()
+    api("thing-models", "create", {"modelId": "bench", "tsl": BENCH_TSL}).ok()
     product_key: str = api("products", "create", {"productName": "bench", "modelId": "bench"}).ok()
     devices = [(product_key, f"bench{i:05d}", f"benchsecret{i:05d}") for i in range(count)]
-    body = {
-        "deviceList": [
-            {
-                "productKey": pk,
-                "deviceKey": dk,
-                "deviceSecret": secret,
-                "deviceName": dk,
-                "timezone": "+00:00",
-            }
-            for pk, dk, secret in devices
-        ]
-    }
-    reply = api.http.post(
-        "/connect-service/v2.0/devices",
-        params={"action": "batchCreate", "orgId": api.org_id},
-        content=orjson.dumps(body),
-        headers={"content-type": "application/json"},
-        timeout=120,
-    )
-    if reply.json().get("code") != 0:
-        raise RuntimeError(f"provisioning failed: {reply.text[:300]}")
+    create_devices(api, devices)
     return devices
 
 

@@ -37,19 +37,22 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import percentile, ratio, report, spare_the_collector
+from benchmarks.common import (
+    BENCH_TSL,
+    Credentials,
+    create_devices,
+    percentile,
+    ratio,
+    report,
+    spare_the_collector,
+)
 from broker.protocol import encode_request, enos_connect_params, enos_credentials, enos_sign
 from tests.brokers import StockAmqtt
-from tests.server import Api, Gatehouse
+from tests.server import Gatehouse
 
 MQTT_311 = 4
 BATCH = 100
 WINDOW = 500
-TSL = {
-    "properties": [
-        {"identifier": "temp", "dataType": {"type": "float", "specs": {"min": "-40", "max": "120"}}}
-    ]
-}
 log = logging.getLogger("bench")
 
 
@@ -74,8 +77,6 @@ COLUMNS = [
     ("posts_p50_ms", "post p50 ms"),
     ("posts_p99_ms", "post p99 ms"),
 ]
-
-Credentials = tuple[str, str, str]
 
 
 class Gateway:
@@ -118,7 +119,7 @@ class Gateway:
 
 def provision(server: Gatehouse, count: int) -> tuple[Credentials, list[Credentials]]:
     api = server.client()
-    api("thing-models", "create", {"modelId": "bench", "tsl": TSL}).ok()
+    api("thing-models", "create", {"modelId": "bench", "tsl": BENCH_TSL}).ok()
     gw_pk = api(
         "products", "create", {"productName": "gw", "modelId": "bench", "deviceType": "gateway"}
     ).ok()
@@ -127,36 +128,12 @@ def provision(server: Gatehouse, count: int) -> tuple[Credentials, list[Credenti
     ).ok()
     gateway = (gw_pk, "gateway1", "gatewaysecret1")
     subs = [(sub_pk, f"sub{i:05d}", f"subsecret{i:05d}") for i in range(count)]
-    create(api, [gateway, *subs])
+    create_devices(api, [gateway, *subs])
     query = {"productKey": gw_pk, "deviceKey": gateway[1]}
     for start in range(0, count, 1000):
         part = [{"productKey": pk, "deviceKey": dk} for pk, dk, _ in subs[start : start + 1000]]
         api("device-topos", "addSubDevice", {"subDevices": part}, **query).ok()
     return gateway, subs
-
-
-def create(api: Api, devices: list[Credentials]) -> None:
-    body = {
-        "deviceList": [
-            {
-                "productKey": pk,
-                "deviceKey": dk,
-                "deviceSecret": s,
-                "deviceName": dk,
-                "timezone": "+00:00",
-            }
-            for pk, dk, s in devices
-        ]
-    }
-    reply = api.http.post(
-        "/connect-service/v2.0/devices",
-        params={"action": "batchCreate", "orgId": api.org_id},
-        content=orjson.dumps(body),
-        headers={"content-type": "application/json"},
-        timeout=120,
-    )
-    if reply.json().get("code") != 0:
-        raise RuntimeError(f"provisioning failed: {reply.text[:300]}")
 
 
 @contextmanager
