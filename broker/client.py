@@ -54,17 +54,25 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def call(self, resource: str, action: str, body: Any = None, **query: Any) -> Any:
-        """POST one action; returns the envelope's data or raises ApiError."""
-        return self.call_full(resource, action, body, **query)["data"]
+    def call(
+        self, resource: str, action: str, body: Any = None, wait: float | None = None, **query: Any
+    ) -> Any:
+        """POST one action; returns the envelope's data or raises ApiError. `wait` is how
+        long to wait for the answer, for calls the server holds (synchronous commands)."""
+        return self.call_full(resource, action, body, wait, **query)["data"]
 
-    def call_full(self, resource: str, action: str, body: Any = None, **query: Any) -> Any:
+    def call_full(
+        self, resource: str, action: str, body: Any = None, wait: float | None = None, **query: Any
+    ) -> Any:
         params = {"action": action, **{k: v for k, v in query.items() if v is not None}}
         if self.creds.org_id:
             params.setdefault("orgId", self.creds.org_id)
         try:
             response = self._http.post(
-                f"/connect-service/v2.1/{resource}", params=params, json=body or {}
+                f"/connect-service/v2.1/{resource}",
+                params=params,
+                json=body or {},
+                timeout=wait if wait is not None else self._http.timeout,
             )
         except httpx.HTTPError as exc:
             raise ApiError(0, 0, f"cannot reach {self._http.base_url}: {exc}") from None

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from broker import access
 from broker.admission import ConnectAttempt, ConnectLimit, ConnectLimiter, Refusal, admit
 from broker.codecs import Codec
+from broker.commands import MAX_WAITING, CommandService
 from broker.credentials import CredentialCache
 from broker.gateways import GatewayService
 from broker.identity import DeviceIdentity, Identity
 from broker.links import Links
 from broker.presence import Presence
 from broker.protocol import codes, parse_device_topic
+from broker.protocol.topics import SYS
 from broker.routing import DEFAULT_MAX_PAYLOAD, Outcome, Router
 from broker.subdevices import SubDeviceSessions
 from broker.writer import WriteBehind, WriterConfig
@@ -37,6 +39,8 @@ class GateConfig:
     writer: WriterConfig = field(default_factory=WriterConfig)
     # Sub-devices online through one gateway at once (EnOS's default).
     max_subdevices_per_gateway: int = 200
+    # Commands waiting for one device (Azure keeps 50).
+    max_waiting_commands: int = MAX_WAITING
 
 
 @dataclass(slots=True)
@@ -57,6 +61,10 @@ class Gate:
         self.sessions = SubDeviceSessions(config.max_subdevices_per_gateway)
         self.presence = Presence(self.cache, self.writer, self.sessions)
         self.gateways = GatewayService(registry, self.cache, self.presence, self.writer)
+        self.commands = CommandService(
+            registry, self.cache, self.presence, max_waiting=config.max_waiting_commands
+        )
+        self.presence.on_online = self.commands.device_seen
         self.router = Router(
             registry,
             self.cache,
@@ -77,10 +85,12 @@ class Gate:
         await self.registry.store.reset_presence()
         self.registry.observers.append(self.cache)
         self.writer.start()
+        await self.commands.start()
 
     async def stop(self) -> None:
         if self.cache in self.registry.observers:
             self.registry.observers.remove(self.cache)
+        await self.commands.stop()
         for product_key, device_key in list(self.presence.direct):
             self.presence.disconnected(DeviceIdentity(product_key, device_key, ""))
         await self.writer.stop()
@@ -140,6 +150,7 @@ class Gate:
             # same key starts clean.
             self.writer.forget(product_key, device_key)
             self.limiter.forget((product_key, device_key))
+            self.commands.device_deleted((product_key, device_key))
         if self.presence.is_online((product_key, device_key)):
             log.info(
                 "%s/%s was %s: logging it out",
@@ -172,20 +183,27 @@ class Gate:
         if not isinstance(identity, DeviceIdentity):
             return None
         parsed = parse_device_topic(topic)
-        if parsed is not None and (parsed.product_key, parsed.device_key) != identity.key:
+        if parsed is None:
+            return await self.router.uplink(identity, topic, payload)
+        key = (parsed.product_key, parsed.device_key)
+        device = identity
+        if key != identity.key:
             # A sub-device's topic, published by the gateway it is logged in through
             # (the ACL saw to that): routed, checked and counted as the sub-device's.
-            credential = self.cache.devices.get((parsed.product_key, parsed.device_key))
+            credential = self.cache.devices.get(key)
             org_id = credential.org_id if credential is not None else identity.org_id
-            sub = DeviceIdentity(parsed.product_key, parsed.device_key, org_id)
-            return await self.router.uplink(sub, topic, payload)
-        if parsed is not None:
+            device = DeviceIdentity(*key, org_id)
+        # A sleeping device listens right after it speaks: what waits for it goes out.
+        self.commands.device_seen(key)
+        if parsed.namespace == SYS and parsed.rest.endswith("_reply"):
+            await self.commands.reply(key, parsed.rest, payload)
+        elif device is identity:
             handled = await self.gateways.request(
                 identity, parsed.namespace, parsed.rest, topic, payload
             )
             if handled is not None:
                 return handled
-        return await self.router.uplink(identity, topic, payload)
+        return await self.router.uplink(device, topic, payload)
 
     def post_for(
         self, device: DeviceIdentity, product_key: str, device_key: str, allow_offline: bool

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 
 from broker.credentials import CredentialCache, DeviceId
 from broker.identity import DeviceIdentity, device_session_key
@@ -30,6 +31,9 @@ class Presence:
         self.sessions = sessions
         self.links: Links = NoLinks()
         self.direct: set[DeviceId] = set()
+        # Told when a device comes online, directly or through a gateway (commands wait
+        # for that).
+        self.on_online: Callable[[DeviceId], None] = lambda key: None
 
     @property
     def online(self) -> int:
@@ -114,6 +118,7 @@ class Presence:
         self.writer.presence(*key, True, now, activated=first)
         event = "; ".join(filter(None, [detail, "first activation" if first else ""]))
         self.writer.event(*key, now, "online", detail=event)
+        self.on_online(key)
 
     def _offline(self, key: DeviceId, reason: str) -> None:
         if key not in self.cache.devices:

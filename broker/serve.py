@@ -94,7 +94,7 @@ async def serve(config: ServeConfig) -> None:
 
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(registry, stats, gate.gateways),
+                create_app(registry, stats, gate.gateways, gate.commands),
                 host=config.host,
                 port=config.http_port,
                 log_level="warning",

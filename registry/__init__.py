@@ -13,6 +13,7 @@ from registry.errors import (
 )
 from registry.models import (
     Binding,
+    Command,
     Device,
     DeviceCreate,
     Organization,
@@ -30,6 +31,7 @@ from registry.tsl import CompiledModel, Violation, compile_model
 __all__ = [
     "Attachment",
     "Binding",
+    "Command",
     "CompiledModel",
     "Conflict",
     "Device",

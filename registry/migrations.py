@@ -102,4 +102,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (product_key, device_key, identifier)
     ) WITHOUT ROWID;
     """,
+    # 3: commands to devices (downlink), kept until they end, so a restart loses none
+    """
+    CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        service_id TEXT NOT NULL DEFAULT '',
+        input BLOB NOT NULL,
+        request_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        expires_at INTEGER,
+        sent_at INTEGER,
+        reply_by INTEGER,
+        finished_at INTEGER,
+        reply_code INTEGER,
+        output BLOB,
+        message TEXT NOT NULL DEFAULT '',
+        mismatch TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX commands_by_device ON commands(product_key, device_key, created_at);
+    CREATE INDEX commands_open ON commands(state) WHERE state IN ('pending', 'sent');
+    """,
 )

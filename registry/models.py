@@ -7,9 +7,11 @@ settings) use the same style.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -343,3 +345,50 @@ class ProductStats(BaseModel):
     total: int
     activated: int
     online: int
+
+
+CommandKind = Literal["service", "setMeasurepoint", "raw"]
+CommandState = Literal[
+    "pending", "sent", "succeeded", "failed", "timed_out", "cancelled", "expired"
+]
+OPEN_STATES = ("pending", "sent")
+
+
+class Command(BaseModel):
+    """A command to a device, from the moment it is accepted until it ends."""
+
+    commandId: str
+    orgId: str
+    productKey: str
+    deviceKey: str
+    kind: CommandKind
+    serviceId: str = ""
+    input: bytes  # JSON params, or the raw bytes of a raw command
+    requestId: str  # the id of the message the device gets
+    state: CommandState
+    createdAt: int
+    timeoutMs: int
+    expiresAt: int | None = None  # a pending command expires then
+    sentAt: int | None = None
+    replyBy: int | None = None  # a sent command times out then
+    finishedAt: int | None = None
+    replyCode: int | None = None
+    output: bytes | None = None
+    message: str = ""
+    mismatch: str = ""  # how the reply broke the thing model, when it did
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def view(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"orgId", "input", "output", "requestId"})
+        if self.kind == "raw":
+            data["payloadBase64"] = base64.b64encode(self.input).decode()
+            if self.output is not None:
+                data["outputBase64"] = base64.b64encode(self.output).decode()
+        else:
+            data["inputData"] = orjson.loads(self.input)
+            if self.output is not None:
+                data["outputData"] = orjson.loads(self.output)
+        return data

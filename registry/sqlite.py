@@ -18,6 +18,7 @@ import orjson
 from registry.migrations import MIGRATIONS
 from registry.models import (
     Binding,
+    Command,
     Device,
     I18nString,
     Organization,
@@ -83,6 +84,57 @@ def _model(row: sqlite3.Row) -> ThingModel:
         desc=row["description"],
         tsl=orjson.loads(row["tsl"]),
         createdAt=row["created_at"],
+    )
+
+
+# Command fields and their columns, in the table's order.
+COMMAND_FIELDS = (
+    "commandId",
+    "orgId",
+    "productKey",
+    "deviceKey",
+    "kind",
+    "serviceId",
+    "input",
+    "requestId",
+    "state",
+    "createdAt",
+    "timeoutMs",
+    "expiresAt",
+    "sentAt",
+    "replyBy",
+    "finishedAt",
+    "replyCode",
+    "output",
+    "message",
+    "mismatch",
+)
+COMMAND_COLUMNS = (
+    "command_id",
+    "org_id",
+    "product_key",
+    "device_key",
+    "kind",
+    "service_id",
+    "input",
+    "request_id",
+    "state",
+    "created_at",
+    "timeout_ms",
+    "expires_at",
+    "sent_at",
+    "reply_by",
+    "finished_at",
+    "reply_code",
+    "output",
+    "message",
+    "mismatch",
+)
+
+
+def _command(row: sqlite3.Row) -> Command:
+    return Command.model_validate(
+        {field: row[column] for field, column in zip(COMMAND_FIELDS, COMMAND_COLUMNS, strict=True)}
     )
 
 
@@ -378,7 +430,7 @@ class SqliteStore:
 
     async def delete_device(self, product_key: str, device_key: str) -> None:
         async with self.transaction() as db:
-            for table in ("device_latest", "device_log", "devices"):
+            for table in ("device_latest", "device_log", "commands", "devices"):
                 await db.execute(
                     f"DELETE FROM {table} WHERE product_key = ? AND device_key = ?",  # noqa: S608
                     (product_key, device_key),
@@ -530,6 +582,53 @@ class SqliteStore:
             (product_key, at_least),
         )
         return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ commands
+
+    async def insert_command(self, command: Command) -> None:
+        values = command.model_dump()
+        await self._write(
+            f"INSERT INTO commands ({', '.join(COMMAND_COLUMNS)})"  # noqa: S608
+            f" VALUES ({', '.join('?' * len(COMMAND_COLUMNS))})",
+            [values[field] for field in COMMAND_FIELDS],
+        )
+
+    async def update_command(self, command: Command) -> None:
+        """Write what changes as a command moves on: its state and what it got back."""
+        await self._write(
+            "UPDATE commands SET state = ?, sent_at = ?, reply_by = ?, finished_at = ?,"
+            " reply_code = ?, output = ?, message = ?, mismatch = ? WHERE command_id = ?",
+            (
+                command.state,
+                command.sentAt,
+                command.replyBy,
+                command.finishedAt,
+                command.replyCode,
+                command.output,
+                command.message,
+                command.mismatch,
+                command.commandId,
+            ),
+        )
+
+    async def get_command(self, command_id: str) -> Command | None:
+        row = await self._one("SELECT * FROM commands WHERE command_id = ?", (command_id,))
+        return _command(row) if row else None
+
+    async def list_commands(self, product_key: str, device_key: str, limit: int) -> list[Command]:
+        rows = await self._all(
+            "SELECT * FROM commands WHERE product_key = ? AND device_key = ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (product_key, device_key, limit),
+        )
+        return [_command(r) for r in rows]
+
+    async def open_commands(self) -> list[Command]:
+        """Every pending or sent command, oldest first (to rebuild the queues at start)."""
+        rows = await self._all(
+            "SELECT * FROM commands WHERE state IN ('pending', 'sent') ORDER BY created_at, rowid"
+        )
+        return [_command(r) for r in rows]
 
     # ------------------------------------------------------------------ topology
 

@@ -288,3 +288,34 @@ def test_cli_stats_prints_the_brokers_counters(gatehouse: Gatehouse) -> None:
     stats = json.loads(result.stdout)
     assert set(stats) == {"mqtt", "devices", "writer"}
     assert "refused_publish" in stats["mqtt"] and "online" in stats["devices"]
+
+
+def test_cli_commands_against_a_running_gatehouse(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    api = gatehouse.client()
+    api("thing-models", "create", {"modelId": "cli-cmd", "tsl": THERMOSTAT_TSL}).ok()
+    product = api("products", "create", {"productName": "cli cmd", "modelId": "cli-cmd"}).ok()
+    device = api(
+        "devices", "create", {"productKey": product, "deviceName": "d", "timezone": "+00:00"}
+    ).ok()
+    where = ["--product", product, "--key", device["deviceKey"]]
+    held = run_cli(
+        gatehouse,
+        "command",
+        "invoke",
+        *where,
+        "--service",
+        "reboot",
+        "--input",
+        '{"delay": 1}',
+        "--pending-ttl",
+        "60",
+    )
+    assert held.returncode == 0, held.stderr
+    command_id = json.loads(held.stdout)["commandId"]
+    assert command_id in run_cli(gatehouse, "command", "list", *where).stdout
+    cancelled = run_cli(gatehouse, "command", "cancel", command_id)
+    assert json.loads(cancelled.stdout)["state"] == "cancelled"
+    refused = run_cli(gatehouse, "command", "set", *where, "--points", '{"temp": 1}')
+    assert refused.returncode == 1 and "read-only" in refused.stderr
+    bad_hex = run_cli(gatehouse, "command", "raw", *where, "--hex", "zz")
+    assert bad_hex.returncode != 0 and "not hexadecimal" in bad_hex.stderr

@@ -18,12 +18,14 @@ from starlette.responses import Response
 from broker.api.bindings import BINDING_ACTIONS
 from broker.api.broker_stats import StatsSource, broker_actions
 from broker.api.calls import Call, Handler
+from broker.api.commands import command_actions
 from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.thing_models import MODEL_ACTIONS
+from broker.commands import CommandService
 from broker.gateways import GatewayService
 from registry import (
     DeviceCreate,
@@ -147,6 +149,7 @@ def create_app(
     registry: Registry,
     stats: StatsSource | None = None,
     gateways: GatewayService | None = None,
+    commands: CommandService | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -165,6 +168,8 @@ def create_app(
         resources["broker"] = broker_actions(stats)
     if gateways is not None:
         resources["device-topos"] = topo_actions(gateways)
+    if commands is not None:
+        resources["commands"] = command_actions(commands)
     for name, actions in resources.items():
         endpoint = _route(name, actions)
         app.add_api_route(

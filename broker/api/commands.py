@@ -1,0 +1,90 @@
+"""`/commands` actions (protocol.md, section 10): invoke a service, set measurepoints or
+send raw bytes to a device, and follow, list or cancel what was sent.
+
+With `pendingTtl` 0 (the default) the call waits for the device's reply (up to
+`timeout` seconds) and answers the ended command; above 0 it answers at once with the
+command, which waits up to `pendingTtl` seconds for a device that is not reachable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+
+from starlette.responses import Response
+
+from broker.api.calls import Call, Handler
+from broker.api.envelope import ok
+from broker.commands import CommandService
+from registry import InvalidArgument
+
+MAX_LIST = 100
+
+
+def _number(call: Call, name: str) -> float | None:
+    raw = call.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be a number of seconds") from None
+
+
+def command_actions(commands: CommandService) -> dict[str, Handler]:
+    async def submit(call: Call, kind: str, data: object, service_id: str = "") -> Response:
+        command = await commands.submit(
+            await call.device(),
+            kind,
+            data,
+            service_id=service_id,
+            reply_timeout=_number(call, "timeout"),
+            pending_ttl=_number(call, "pendingTtl") or 0,
+        )
+        return ok(command.view())
+
+    def field(call: Call, name: str) -> object:
+        body = call.body if isinstance(call.body, Mapping) else {}
+        if name not in body:
+            raise InvalidArgument(f"body field {name} is required")
+        return body[name]
+
+    async def invoke_service(call: Call) -> Response:
+        service_id = call.param("serviceId")
+        return await submit(call, "service", field(call, "inputData"), service_id)
+
+    async def set_measurepoint(call: Call) -> Response:
+        return await submit(call, "setMeasurepoint", field(call, "measurepoints"))
+
+    async def send_raw(call: Call) -> Response:
+        encoded = field(call, "payloadBase64")
+        if not isinstance(encoded, str):
+            raise InvalidArgument("payloadBase64 must be a base64 string")
+        try:
+            payload = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument("payloadBase64 is not valid base64") from None
+        return await submit(call, "raw", payload)
+
+    async def get(call: Call) -> Response:
+        return ok((await commands.get(call.org.orgId, call.param("commandId"))).view())
+
+    async def cancel(call: Call) -> Response:
+        return ok((await commands.cancel(call.org.orgId, call.param("commandId"))).view())
+
+    async def list_(call: Call) -> Response:
+        device = await call.device()
+        found = await call.registry.store.list_commands(
+            device.productKey, device.deviceKey, MAX_LIST
+        )
+        return ok([command.view() for command in found])
+
+    return {
+        "invokeService": invoke_service,
+        "setMeasurepoint": set_measurepoint,
+        "sendRaw": send_raw,
+        "get": get,
+        "list": list_,
+        "cancel": cancel,
+    }

@@ -1,0 +1,375 @@
+"""Commands to devices (protocol.md, sections 5 and 10): service invocation, measurepoint
+set and raw bytes down, each checked against the thing model before it is sent, and
+followed from `pending` to an end: succeeded, failed, timed out, cancelled or expired.
+
+Devices that sleep follow their product's power-saving mode: a PSM device does not
+listen, so its commands wait for its next uplink or connect; an eDRX device gets them
+at once while it is connected and otherwise they wait; DRX and devices without a mode
+get them at once. Commands are written to the registry before they are sent, and a
+sent command is never sent again, so a restart loses none and sends none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from broker.credentials import CredentialCache, DeviceId
+from broker.presence import Presence
+from broker.protocol import codes, encode_request
+from registry import Command, Conflict, Device, InvalidArgument, NotFound, Registry, ids
+from registry.models import ProductSettings
+
+log = logging.getLogger("gatehouse.commands")
+
+DEFAULT_TIMEOUT_S = 30  # EnOS's default for a device's reply
+MAX_TIMEOUT_S = 60  # EnOS's most, for devices that do not sleep
+SLEEP_TIMEOUT_S = 300  # PSM and DRX: the published platforms' default
+MAX_PENDING_TTL_S = 172_800  # EnOS: two days
+MAX_WAITING = 50  # commands waiting per device (Azure's bound)
+SWEEP_INTERVAL_S = 0.25
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def power_mode(settings: ProductSettings) -> str | None:
+    return settings.powerSaving.mode if settings.powerSaving is not None else None
+
+
+def default_timeout(settings: ProductSettings) -> float:
+    """How long to wait for a device's reply, by its power-saving mode."""
+    saving = settings.powerSaving
+    if saving is None:
+        return DEFAULT_TIMEOUT_S
+    if saving.mode == "eDRX" and saving.edrxCycle is not None:
+        return 2 * saving.edrxCycle + 120
+    return SLEEP_TIMEOUT_S
+
+
+def max_timeout(settings: ProductSettings) -> float:
+    return max(MAX_TIMEOUT_S, default_timeout(settings))
+
+
+class CommandService:
+    def __init__(
+        self,
+        registry: Registry,
+        cache: CredentialCache,
+        presence: Presence,
+        *,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.presence = presence
+        self.max_waiting = max_waiting
+        self._open: dict[str, Command] = {}  # pending and sent commands, by id
+        self._waiting: dict[DeviceId, collections.deque[str]] = {}  # pending, oldest first
+        self._sent: dict[tuple[str, str, str], str] = {}  # (pk, dk, request id) -> command
+        self._raw_sent: dict[DeviceId, collections.deque[str]] = {}  # raw replies carry no id
+        self._done: dict[str, asyncio.Future[Command]] = {}
+        self._flushing: dict[DeviceId, asyncio.Lock] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild the queues from the registry: pending ones wait, sent ones await replies."""
+        for command in await self.registry.store.open_commands():
+            self._track(command)
+        self._sweeper = asyncio.create_task(self._sweep(), name="gatehouse-commands")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _track(self, command: Command) -> None:
+        key = (command.productKey, command.deviceKey)
+        self._open[command.commandId] = command
+        if command.state == "pending":
+            self._waiting.setdefault(key, collections.deque()).append(command.commandId)
+        elif command.kind == "raw":
+            self._raw_sent.setdefault(key, collections.deque()).append(command.commandId)
+        else:
+            self._sent[(*key, command.requestId)] = command.commandId
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        device: Device,
+        kind: str,
+        body: Any,
+        *,
+        service_id: str = "",
+        reply_timeout: float | None = None,
+        pending_ttl: float = 0,
+    ) -> Command:
+        """Check and send (or queue) a command; with `pending_ttl` 0, wait for its end."""
+        key = (device.productKey, device.deviceKey)
+        product = self.cache.products.get(device.productKey)
+        if product is None:
+            raise NotFound(f"product {device.productKey!r} does not exist")
+        settings = product.product.settings
+        limit = max_timeout(settings)
+        timeout = default_timeout(settings) if reply_timeout is None else reply_timeout
+        if not 1 <= timeout <= limit:
+            raise InvalidArgument(f"timeout must be 1 to {limit:g} seconds for this product")
+        if not 0 <= pending_ttl <= MAX_PENDING_TTL_S:
+            raise InvalidArgument(f"pendingTtl must be 0 to {MAX_PENDING_TTL_S} seconds")
+        payload = await self._checked_input(device, settings, kind, body, service_id)
+        waiting = len(self._waiting.get(key, ()))
+        if waiting >= self.max_waiting:
+            raise Conflict(
+                f"{device.productKey}/{device.deviceKey} has {waiting} commands waiting, the"
+                " most it may; cancel some or wait for it to come back"
+            )
+        reachable = self._reachable(key, settings)
+        sleeping = power_mode(settings) in ("PSM", "eDRX")
+        if not reachable and not sleeping and pending_ttl == 0:
+            raise Conflict(
+                f"{device.productKey}/{device.deviceKey} is not online; give pendingTtl to"
+                " hold the command until it connects"
+            )
+        now = _now_ms()
+        hold = pending_ttl if pending_ttl > 0 else timeout
+        command = Command(
+            commandId=ids.random_token(16),
+            orgId=device.orgId,
+            productKey=device.productKey,
+            deviceKey=device.deviceKey,
+            kind=kind,
+            serviceId=service_id,
+            input=payload,
+            requestId=ids.random_token(12),
+            state="pending",
+            createdAt=now,
+            timeoutMs=int(timeout * 1000),
+            expiresAt=now + int(hold * 1000),
+        )
+        await self.registry.store.insert_command(command)
+        done: asyncio.Future[Command] | None = None
+        if pending_ttl == 0:
+            done = asyncio.get_running_loop().create_future()
+            self._done[command.commandId] = done
+        self._track(command)
+        if reachable:
+            await self.flush(key)
+        if done is None:
+            return self._open.get(command.commandId, command)
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), hold + timeout + 5)
+        except TimeoutError:  # the sweeper ends it well before this; a last guard
+            return self._open.get(command.commandId, command)
+        finally:
+            self._done.pop(command.commandId, None)
+
+    async def _checked_input(
+        self, device: Device, settings: ProductSettings, kind: str, body: Any, service_id: str
+    ) -> bytes:
+        if kind == "raw":
+            if settings.dataFormat != "Custom":
+                raise InvalidArgument("raw commands are for products whose dataFormat is Custom")
+            if not isinstance(body, bytes) or not body:
+                raise InvalidArgument("a raw command needs payload bytes")
+            return body
+        if not isinstance(body, Mapping):
+            raise InvalidArgument("the command's data must be a JSON object")
+        model = await self.registry.compiled_model(device.orgId, settings.modelId)
+        if kind == "service":
+            problems = model.check_service_input(service_id, body)
+            where = "inputData"
+        else:
+            if not body:
+                raise InvalidArgument("measurepoints must name at least one measurepoint")
+            problems = model.check_writable(body)
+            where = "measurepoints"
+        if problems:
+            shown = "; ".join(str(p) for p in problems[:5])
+            raise InvalidArgument(f"{where} does not fit the thing model: {shown}")
+        return orjson.dumps(body)
+
+    def _reachable(self, key: DeviceId, settings: ProductSettings) -> bool:
+        if power_mode(settings) == "PSM":
+            return False  # it does not listen: its commands go out after its next uplink
+        return self.presence.is_online(key)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def device_seen(self, key: DeviceId) -> None:
+        """The device connected or sent something: what waits for it goes out, in order."""
+        if key in self._waiting:
+            task = asyncio.create_task(self.flush(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def flush(self, key: DeviceId) -> None:
+        lock = self._flushing.setdefault(key, asyncio.Lock())
+        async with lock:
+            queue = self._waiting.get(key)
+            while queue:
+                command = self._open.get(queue[0])
+                queue.popleft()
+                if command is None or command.state != "pending":
+                    continue
+                if command.expiresAt is not None and command.expiresAt <= _now_ms():
+                    await self._finish(command, "expired", message="expired before it was sent")
+                    continue
+                await self._send(command)
+            self._waiting.pop(key, None)
+            self._flushing.pop(key, None)
+
+    async def _send(self, command: Command) -> None:
+        now = _now_ms()
+        sent = command.model_copy(
+            update={"state": "sent", "sentAt": now, "replyBy": now + command.timeoutMs}
+        )
+        # Written before it goes out: after a crash it is awaited, never sent again.
+        await self.registry.store.update_command(sent)
+        self._open[sent.commandId] = sent
+        self._track(sent)
+        topic, payload = self._message(sent)
+        self.presence.links.publish(topic, payload)
+
+    @staticmethod
+    def _message(command: Command) -> tuple[str, bytes]:
+        base = f"/sys/{command.productKey}/{command.deviceKey}/thing"
+        if command.kind == "raw":
+            return f"{base}/model/down_raw", command.input
+        params = orjson.loads(command.input)
+        if command.kind == "service":
+            service = command.serviceId
+            return f"{base}/service/{service}", encode_request(
+                command.requestId, f"thing.service.{service}", params
+            )
+        return f"{base}/service/measurepoint/set", encode_request(
+            command.requestId, "thing.service.measurepoint.set", {"measurepoints": params}
+        )
+
+    # -- replies ---------------------------------------------------------------------------------
+
+    async def reply(self, key: DeviceId, rest: str, payload: bytes) -> bool:
+        """A device's reply on `thing/service/..._reply` or `model/down_raw_reply`; True if
+        it answered one of gatehouse's commands."""
+        if rest == "thing/model/down_raw_reply":
+            queue = self._raw_sent.get(key)
+            command = self._open.get(queue.popleft()) if queue else None
+            if command is None:
+                return False
+            await self._finish(command, "succeeded", reply_code=codes.OK, output=payload)
+            return True
+        if not rest.startswith("thing/service/"):
+            return False
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(body, dict):
+            return False
+        command_id = self._sent.get((*key, str(body.get("id"))))
+        command = self._open.get(command_id) if command_id is not None else None
+        if command is None:
+            return False
+        code = body.get("code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else codes.SERVER_ERROR
+        data = body.get("data")
+        mismatch = await self._output_mismatch(command, data) if code == codes.OK else ""
+        await self._finish(
+            command,
+            "succeeded" if code == codes.OK else "failed",
+            reply_code=code,
+            output=orjson.dumps(data),
+            message=str(body.get("message") or ""),
+            mismatch=mismatch,
+        )
+        return True
+
+    async def _output_mismatch(self, command: Command, data: Any) -> str:
+        if command.kind != "service":
+            return ""
+        product = self.cache.products.get(command.productKey)
+        if product is None:
+            return ""
+        if not isinstance(data, Mapping):
+            return "outputData is not a JSON object"
+        model = await self.registry.compiled_model(command.orgId, product.product.settings.modelId)
+        problems = model.check_service_output(command.serviceId, data)
+        return "; ".join(str(p) for p in problems[:5])
+
+    # -- ends ------------------------------------------------------------------------------------
+
+    async def cancel(self, org_id: str, command_id: str) -> Command:
+        command = await self.get(org_id, command_id)
+        if command.state != "pending":
+            raise Conflict(f"command {command_id} is {command.state}; only a pending one cancels")
+        live = self._open.get(command_id, command)
+        return await self._finish(live, "cancelled", message="cancelled")
+
+    async def get(self, org_id: str, command_id: str) -> Command:
+        command = self._open.get(command_id) or await self.registry.store.get_command(command_id)
+        if command is None or command.orgId != org_id:
+            raise NotFound(f"command {command_id!r} does not exist")
+        return command
+
+    async def _finish(self, command: Command, state: str, **fields: Any) -> Command:
+        update = {"state": state, "finishedAt": _now_ms()}
+        for name, value in fields.items():
+            update[{"reply_code": "replyCode"}.get(name, name)] = value
+        ended = command.model_copy(update=update)
+        self._forget(command)
+        await self.registry.store.update_command(ended)
+        done = self._done.get(command.commandId)
+        if done is not None and not done.done():
+            done.set_result(ended)
+        return ended
+
+    def _forget(self, command: Command) -> None:
+        key = (command.productKey, command.deviceKey)
+        self._open.pop(command.commandId, None)
+        self._sent.pop((*key, command.requestId), None)
+        for queues in (self._raw_sent, self._waiting):
+            queue = queues.get(key)
+            if queue is not None and command.commandId in queue:
+                queue.remove(command.commandId)
+
+    def device_deleted(self, key: DeviceId) -> None:
+        """The registry dropped its commands with it; so do the queues."""
+        for command in [c for c in self._open.values() if (c.productKey, c.deviceKey) == key]:
+            self._forget(command)
+            done = self._done.get(command.commandId)
+            if done is not None and not done.done():
+                done.set_result(command.model_copy(update={"state": "cancelled"}))
+        self._waiting.pop(key, None)
+        self._raw_sent.pop(key, None)
+
+    async def _sweep(self) -> None:
+        """End pending commands past their TTL and sent ones past their timeout."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = _now_ms()
+            for command in list(self._open.values()):
+                try:
+                    if command.state == "pending" and (command.expiresAt or now + 1) <= now:
+                        await self._finish(
+                            command, "expired", message="the device did not come back in time"
+                        )
+                    elif command.state == "sent" and (command.replyBy or now + 1) <= now:
+                        await self._finish(
+                            command, "timed_out", message="the device did not reply in time"
+                        )
+                except Exception:
+                    log.exception("ending command %s failed", command.commandId)
