@@ -230,8 +230,8 @@ class CommandService:
                     await self._finish(command, "expired", message="expired before it was sent")
                     continue
                 await self._send(command)
+            # The lock stays: a flush waiting on it must not race one on a new lock.
             self._waiting.pop(key, None)
-            self._flushing.pop(key, None)
 
     async def _send(self, command: Command) -> None:
         now = _now_ms()

@@ -487,3 +487,24 @@ def test_only_the_admin_organisation_reads_broker_statistics(
     other = Api(gatehouse.url, tenant["accessKey"], tenant["accessSecret"], None)
     reply = other("broker", "stats")
     assert reply.status == 403 and "admin" in reply.msg
+
+
+def test_what_a_device_sent_before_leaving_is_handled(
+    gatehouse: Gatehouse, api: Api, device: dict[str, str]
+) -> None:
+    """A QoS 1 PUBLISH is acknowledged once queued; the broker handles it even when the
+    device disconnects right after (it used to be dropped with the connection)."""
+    update = topic(device, "thing/attribute/update")
+    with connect(gatehouse.mqtt_port, device) as client:
+        sent = [
+            client.paho.publish(
+                update, orjson.dumps({"id": str(n), "params": {"attributes": {f"a{n}": n}}}), 1
+            )
+            for n in range(20)
+        ]
+        for info in sent:
+            info.wait_for_publish(5)  # every PUBACK is in; then the device leaves at once
+    time.sleep(0.5)
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    attributes = api("devices", "get", **query).ok()["deviceAttributes"]
+    assert attributes == {f"a{n}": n for n in range(20)}

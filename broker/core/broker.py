@@ -45,6 +45,7 @@ log = logging.getLogger("gatehouse.mqtt")
 
 REFUSED = 0x80  # SUBACK return code for a refused filter
 TAKE_OVER_WAIT = 5.0  # seconds to wait for a replaced connection to wind down
+DRAIN_WAIT = 5.0  # seconds to route what a departing client sent before it left
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +284,13 @@ class GatehouseBroker(Broker):
         publishes = asyncio.create_task(self._consume_publishes(client_session))
         try:
             await asyncio.wait([disconnect_waiter, publishes], return_when=asyncio.FIRST_COMPLETED)
+            if not publishes.done():
+                # PUBLISHes read before the client left were acknowledged (QoS 1 is put in
+                # the queue before its PUBACK): route them before the consumer stops.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        client_session.delivered_message_queue.join(), DRAIN_WAIT
+                    )
         finally:
             publishes.cancel()
             await asyncio.gather(publishes, return_exceptions=True)
@@ -294,8 +302,11 @@ class GatehouseBroker(Broker):
         inbound = session.delivered_message_queue
         while True:
             message = await inbound.get()
-            if not await self._handle_publish(session, message):
-                return
+            try:
+                if not await self._handle_publish(session, message):
+                    return
+            finally:
+                inbound.task_done()
 
     async def _on_subscribe(
         self, session: Session, handler: GatehouseHandler, request: Subscription
