@@ -8,6 +8,7 @@ is disabled or that its product has other rules.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from broker.credentials import CredentialCache
@@ -22,6 +23,7 @@ from broker.protocol import (
     split_username,
 )
 from broker.protocol.signs import SECURE_MODE_DEVICE_SECRET, SECURE_MODE_PRODUCT_SECRET
+from certs import read_peer_certificate
 from registry.ids import secret_matches
 
 
@@ -31,6 +33,7 @@ class ConnectAttempt:
     username: str | None
     password: str | None
     tls: bool = False
+    peer_cert: bytes | None = None  # the TLS client certificate (DER), verified by our CA
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +219,33 @@ def _admit_device(
             "the product requires two-way TLS; connect to the TLS listener",
             codes.SSL_REQUIRED,
         )
+    serial = None
+    if attempt.peer_cert is not None:
+        try:
+            cert = read_peer_certificate(attempt.peer_cert)
+        except ValueError:
+            return refuse("bad-certificate", "the client certificate cannot be read", None)
+        if (cert.product_key, cert.device_key) != (product_key, device_key):
+            return refuse(
+                "certificate-mismatch",
+                f"the client certificate is issued to {cert.product_key}/{cert.device_key}",
+                None,
+            )
+        if cert.serial in cache.revoked:
+            return refuse("certificate-revoked", f"certificate {cert.serial} is revoked", None)
+        if cert.not_after <= time.time() * 1000:
+            return refuse("certificate-expired", f"certificate {cert.serial} has expired", None)
+        serial = cert.serial
+    elif settings.biDirectionalAuth:
+        return refuse(
+            "certificate-required",
+            "the product requires two-way TLS: present a client certificate from this CA",
+            codes.SSL_REQUIRED,
+        )
     if not device.activated and product.quota_left == 0:
         return refuse(
             "activation-quota",
             f"the product's activation quota ({settings.activationQuota}) is used up",
             None,
         )
-    return DeviceIdentity(product_key, device_key, device.org_id)
+    return DeviceIdentity(product_key, device_key, device.org_id, serial)

@@ -44,12 +44,17 @@ class GatehouseAuthPlugin(BaseAuthPlugin):
         gate: Any = None
 
     async def authenticate(self, *, session: Session) -> bool:
+        ssl_object = session.ssl_object
         decision = _gate(self.config).admit(
             ConnectAttempt(
                 client_id=session.client_id or "",
                 username=session.username,
                 password=session.password,
-                tls=session.ssl_object is not None,
+                tls=ssl_object is not None,
+                # amqtt keeps the TLS object on the session (StreamWriterAdapter's
+                # get_ssl_info, i.e. the transport's "ssl_object"); the certificate was
+                # verified against gatehouse's CA in the handshake.
+                peer_cert=ssl_object.getpeercert(binary_form=True) if ssl_object else None,
             )
         )
         if isinstance(decision, Refusal):

@@ -10,6 +10,7 @@ import argparse
 import base64
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from broker.gate import GateConfig
 from broker.routing import DEFAULT_MAX_PAYLOAD
 from broker.serve import ServeConfig, event_loop, serve
 from broker.writer import WriterConfig
+from certs import CertificateError, make_key_and_csr
 from registry import RegistryError
 
 EPILOG = """\
@@ -80,6 +82,9 @@ def _codec(text: str) -> tuple[str, str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if (args.ca_cert is None) != (args.ca_key is None):
+        print("gatehouse: give --ca-cert and --ca-key together", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -110,6 +115,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_subdevices_per_gateway=args.max_subdevices_per_gateway,
         ),
         codecs=dict(args.codec),
+        mqtts_port=args.mqtts_port,
+        ca_cert=args.ca_cert,
+        ca_key=args.ca_key,
     )
     try:
         with contextlib.suppress(KeyboardInterrupt), event_loop(args.event_loop) as runner:
@@ -118,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A bad --provision file or option: say what to fix, without a traceback.
         print(f"gatehouse: {exc.msg}", file=sys.stderr)
         return 2
-    except CodecError as exc:
+    except (CodecError, CertificateError) as exc:
         print(f"gatehouse: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -324,6 +332,85 @@ def cmd_command_cancel(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- certificates
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def cmd_cert_keygen(args: argparse.Namespace) -> int:
+    key_pem, csr_pem = make_key_and_csr(args.product, args.key)
+    key_path, csr_path = args.out / f"{args.key}.key", args.out / f"{args.key}.csr"
+    _write_secret(key_path, key_pem)
+    csr_path.write_text(csr_pem)
+    print(f"{key_path}\n{csr_path}")
+    return 0
+
+
+def _save_issued(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    args.out.write_text(data["cert"])
+    if args.ca_out is not None:
+        args.ca_out.write_text(data["caCert"])
+    print(data["certSN"])
+    return 0
+
+
+def cmd_cert_apply(api: ApiClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"csr": args.csr.read_text()}
+    if args.valid_day is not None:
+        body["validDay"] = args.valid_day
+    data = api.call(
+        "device-certificates", "apply", body, productKey=args.product, deviceKey=args.key
+    )
+    return _save_issued(args, data)
+
+
+def cmd_cert_renew(api: ApiClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"certSN": args.sn}
+    if args.valid_day is not None:
+        body["validDay"] = args.valid_day
+    data = api.call(
+        "device-certificates", "renew", body, productKey=args.product, deviceKey=args.key
+    )
+    return _save_issued(args, data)
+
+
+def cmd_cert_revoke(api: ApiClient, args: argparse.Namespace) -> int:
+    api.call(
+        "device-certificates",
+        "revoke",
+        {"certSN": args.sn},
+        productKey=args.product,
+        deviceKey=args.key,
+    )
+    return 0
+
+
+def cmd_cert_list(api: ApiClient, args: argparse.Namespace) -> int:
+    rows = api.call("device-certificates", "list", productKey=args.product, deviceKey=args.key)
+    _table(
+        [
+            (c["certSN"], c["notBefore"], c["notAfter"], "revoked" if c["revoked"] else "")
+            for c in rows
+        ],
+        ("CERT SN", "NOT BEFORE", "NOT AFTER", ""),
+    )
+    return 0
+
+
+def cmd_cert_ca(api: ApiClient, args: argparse.Namespace) -> int:
+    pem = api.call("device-certificates", "getCaCert")["caCert"]
+    if args.out is None:
+        sys.stdout.write(pem)
+    else:
+        args.out.write_text(pem)
+    return 0
+
+
 def cmd_stats(api: ApiClient, args: argparse.Namespace) -> int:
     _print_json(api.call("broker", "stats"))
     return 0
@@ -368,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve_p.add_argument("--http-port", type=int, default=8080, help="REST API port")
     serve_p.add_argument("--mqtt-port", type=int, default=1883, help="MQTT 3.1.1 port")
+    serve_p.add_argument(
+        "--mqtts-port",
+        type=int,
+        default=8883,
+        help="MQTT over TLS (client certificates for two-way products); 0 for none"
+        " (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--ca-cert", type=Path, help="a CA certificate (PEM) to use instead of DATA_DIR/ca's own"
+    )
+    serve_p.add_argument("--ca-key", type=Path, help="the private key (PEM) of --ca-cert")
     serve_p.add_argument(
         "--allow-anonymous",
         action="store_true",
@@ -558,6 +656,40 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument("--key", required=True)
     cancelled = _api_parser(command, "cancel", "cancel a pending command", cmd_command_cancel)
     cancelled.add_argument("command_id", metavar="COMMAND_ID")
+
+    cert = commands.add_parser(
+        "cert", help="device certificates for two-way TLS products"
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    keygen = cert.add_parser("keygen", help="make a device key and CSR locally (no server needed)")
+    keygen.add_argument("--product", required=True, help="ProductKey")
+    keygen.add_argument("--key", required=True, help="DeviceKey")
+    keygen.add_argument("--out", type=Path, default=Path("."), help="directory (default .)")
+    keygen.set_defaults(func=cmd_cert_keygen)
+    for name, help_text, func in (
+        ("apply", "have the CA sign a CSR; writes the certificate, prints its SN", cmd_cert_apply),
+        ("renew", "a new certificate for the key of an issued one", cmd_cert_renew),
+    ):
+        issue = _api_parser(cert, name, help_text, func)
+        issue.add_argument("--product", required=True)
+        issue.add_argument("--key", required=True)
+        if name == "apply":
+            issue.add_argument("--csr", type=Path, required=True, help="the CSR (PEM)")
+        else:
+            issue.add_argument("--sn", required=True, help="the certSN to renew")
+        issue.add_argument("--valid-day", type=int, help="days (default: the product's)")
+        issue.add_argument("--out", type=Path, required=True, help="where to write the certificate")
+        issue.add_argument("--ca-out", type=Path, help="where to write the CA certificate too")
+    revoke = _api_parser(
+        cert, "revoke", "revoke a certificate (effective at once)", cmd_cert_revoke
+    )
+    revoke.add_argument("--product", required=True)
+    revoke.add_argument("--key", required=True)
+    revoke.add_argument("--sn", required=True)
+    listing = _api_parser(cert, "list", "a device's certificates", cmd_cert_list)
+    listing.add_argument("--product", required=True)
+    listing.add_argument("--key", required=True)
+    ca = _api_parser(cert, "ca", "the CA certificate (PEM), to trust the server with", cmd_cert_ca)
+    ca.add_argument("--out", type=Path, help="write it to FILE instead of stdout")
 
     _api_parser(
         commands,

@@ -51,6 +51,9 @@ class CredentialCache:
         # The topology: each sub-device's gateway, and each gateway's sub-devices.
         self.gateway_of: dict[DeviceId, DeviceId] = {}
         self.children: dict[DeviceId, set[DeviceId]] = {}
+        self.revoked: set[str] = set()  # serials of revoked device certificates
+        # Called when a certificate is revoked, to end connections that use it.
+        self.on_certificate_revoked: Callable[[str], None] | None = None
         # Called when a device may no longer stay connected: (pk, dk, deleted).
         self.on_revoked: Callable[[str, str, bool], None] | None = None
 
@@ -61,6 +64,7 @@ class CredentialCache:
             self.products[product.productKey] = ProductCredential(product, 0)
         for device in await store.all_devices():
             self._put(device)
+        self.revoked.update(await store.revoked_serials())
         for topo in await store.all_topology():
             gateway = (topo.gatewayProductKey, topo.gatewayDeviceKey)
             self.topology_changed(topo.productKey, topo.deviceKey, gateway)
@@ -133,3 +137,8 @@ class CredentialCache:
         if gateway is not None:
             self.gateway_of[key] = gateway
             self.children.setdefault(gateway, set()).add(key)
+
+    def certificate_revoked(self, serial: str) -> None:
+        self.revoked.add(serial)
+        if self.on_certificate_revoked is not None:
+            self.on_certificate_revoked(serial)

@@ -75,6 +75,8 @@ class Gate:
         )
         self._refusals_logged: dict[tuple[str, str, str], float] = {}
         self.cache.on_revoked = self._revoked
+        self.cache.on_certificate_revoked = self._certificate_revoked
+        self._by_certificate: dict[str, str] = {}  # serial -> session key, while connected
 
     def bind(self, links: Links) -> None:
         """Connect the gate to the running broker's operations."""
@@ -138,11 +140,22 @@ class Gate:
         if isinstance(identity, DeviceIdentity):
             self.presence.connected(identity)
             self.stats.online = self.presence.online
+            if identity.cert_serial is not None:
+                self._by_certificate[identity.cert_serial] = identity.session_key
 
     def disconnected(self, identity: Identity) -> None:
         if isinstance(identity, DeviceIdentity):
             self.presence.disconnected(identity)
             self.stats.online = self.presence.online
+            if identity.cert_serial is not None:
+                self._by_certificate.pop(identity.cert_serial, None)
+
+    def _certificate_revoked(self, serial: str) -> None:
+        """A revoked certificate stops working at once: its connection ends."""
+        session_key = self._by_certificate.pop(serial, None)
+        if session_key is not None:
+            log.info("certificate %s was revoked: disconnecting %s", serial, session_key)
+            self.presence.links.kick(session_key)
 
     def _revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
         if deleted:

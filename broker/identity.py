@@ -18,6 +18,7 @@ class DeviceIdentity:
     product_key: str
     device_key: str
     org_id: str
+    cert_serial: str | None = None  # the client certificate it connected with, if any
     sys_prefix: str = field(init=False)
     ext_prefix: str = field(init=False)
 

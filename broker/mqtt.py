@@ -7,6 +7,7 @@ them, and they cost throughput on every message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from broker.amqtt_plugin import GateHooks
@@ -18,21 +19,46 @@ TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The TLS listener's certificate and key, and the CA its clients' certificates
+    must come from."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     limits: CoreLimits = field(default_factory=CoreLimits)
+    tls_port: int = 0  # 0: no TLS listener
+    tls: TlsFiles | None = None
 
 
 def broker_config(config: MqttConfig, gate: Gate) -> dict[str, Any]:
+    listeners: dict[str, Any] = {
+        "default": {
+            "type": "tcp",
+            "bind": f"{config.host}:{config.port}",
+            "max_connections": -1,
+        }
+    }
+    if config.tls_port and config.tls is not None:
+        # amqtt verifies a client certificate against `cafile` when one is presented
+        # (CERT_OPTIONAL): two-way products require one, the others may go without.
+        listeners["tls"] = {
+            "type": "tcp",
+            "bind": f"{config.host}:{config.tls_port}",
+            "max_connections": -1,
+            "ssl": True,
+            "certfile": str(config.tls.cert),
+            "keyfile": str(config.tls.key),
+            "cafile": str(config.tls.ca),
+        }
     return {
-        "listeners": {
-            "default": {
-                "type": "tcp",
-                "bind": f"{config.host}:{config.port}",
-                "max_connections": -1,
-            }
-        },
+        "listeners": listeners,
         "timeout_disconnect_delay": 0,
         "plugins": {AUTH_PLUGIN: {"gate": gate}, TOPIC_PLUGIN: {"gate": gate}},
     }

@@ -18,12 +18,14 @@ from broker.bootstrap import first_organization
 from broker.codecs import load_codecs
 from broker.core import CoreLimits
 from broker.gate import Gate, GateConfig
-from broker.mqtt import MqttBroker, MqttConfig
+from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
+from certs import CertificateAuthority
 from registry import Registry, SqliteStore
 
 log = logging.getLogger("gatehouse")
 
 DATABASE_FILE = "registry.db"
+CA_DIR = "ca"  # the CA, the TLS server certificate and their keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,9 @@ class ServeConfig:
     log_level: str = "info"
     limits: CoreLimits = field(default_factory=CoreLimits)
     gate: GateConfig = field(default_factory=GateConfig)
+    mqtts_port: int = 8883  # the TLS listener; 0 for none
+    ca_cert: Path | None = None  # a CA to use instead of the data directory's own
+    ca_key: Path | None = None
     codecs: dict[str, str] = field(default_factory=dict)  # NAME -> module:attribute
 
 
@@ -79,10 +84,28 @@ async def serve(config: ServeConfig) -> None:
                 raise RuntimeError("the registry has no admin organisation to provision into")
             report = await provision.apply(registry, org, config.provision_file)
             log.info("%s (%s)", report.summary(), config.provision_file)
+        ca_dir = config.data_dir / CA_DIR
+        ca = CertificateAuthority.load_or_create(
+            ca_dir, cert_file=config.ca_cert, key_file=config.ca_key
+        )
+        registry.ca = ca
+        server_cert, server_key = ca.server_files(ca_dir, [config.host])
+        ca_file = ca_dir / "ca-chain.pem"
+        ca_file.write_text(ca.cert_pem)
+        tls = TlsFiles(server_cert, server_key, ca_file)
         gate = Gate(registry, config.gate, load_codecs(config.codecs))
         await gate.start()
         tune_gc()
-        mqtt = MqttBroker(MqttConfig(config.host, config.mqtt_port, limits=config.limits), gate)
+        mqtt = MqttBroker(
+            MqttConfig(
+                config.host,
+                config.mqtt_port,
+                limits=config.limits,
+                tls_port=config.mqtts_port,
+                tls=tls,
+            ),
+            gate,
+        )
 
         def stats() -> dict[str, Any]:
             core = mqtt.stats
@@ -112,6 +135,7 @@ async def serve(config: ServeConfig) -> None:
         try:
             print(
                 f"gatehouse: MQTT on {config.host}:{config.mqtt_port}"
+                f"{f', MQTT over TLS on {config.mqtts_port}' if config.mqtts_port else ''}"
                 f"{' (anonymous clients allowed)' if config.gate.allow_anonymous else ''},"
                 f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
                 f" data in {config.data_dir.resolve()}",

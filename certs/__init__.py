@@ -1,4 +1,20 @@
-"""Gatehouse's certificate authority (CA, device certificates, revocation).
+"""Gatehouse's certificate authority: the CA, the TLS server certificate, device
+certificates issued from CSRs, and reading a client certificate's identity."""
 
-Empty until the two-way TLS issue lands; kept so the layout matches design.md.
-"""
+from certs.authority import (
+    CertificateAuthority,
+    CertificateError,
+    Issued,
+    PeerCertificate,
+    make_key_and_csr,
+    read_peer_certificate,
+)
+
+__all__ = [
+    "CertificateAuthority",
+    "CertificateError",
+    "Issued",
+    "PeerCertificate",
+    "make_key_and_csr",
+    "read_peer_certificate",
+]

@@ -13,6 +13,7 @@ from registry.errors import (
 )
 from registry.models import (
     Binding,
+    Certificate,
     Command,
     Device,
     DeviceCreate,
@@ -31,6 +32,7 @@ from registry.tsl import CompiledModel, Violation, compile_model
 __all__ = [
     "Attachment",
     "Binding",
+    "Certificate",
     "Command",
     "CompiledModel",
     "Conflict",

@@ -128,4 +128,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX commands_by_device ON commands(product_key, device_key, created_at);
     CREATE INDEX commands_open ON commands(state) WHERE state IN ('pending', 'sent');
     """,
+    # 4: device certificates issued by gatehouse's CA
+    """
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        cert_pem TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        revoked_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX certificates_by_device ON certificates(product_key, device_key);
+    """,
 )

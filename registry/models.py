@@ -392,3 +392,23 @@ class Command(BaseModel):
             if self.output is not None:
                 data["outputData"] = orjson.loads(self.output)
         return data
+
+
+class Certificate(BaseModel):
+    """A device certificate issued by gatehouse's CA."""
+
+    certSN: str
+    orgId: str
+    productKey: str
+    deviceKey: str
+    certPem: str
+    notBefore: int
+    notAfter: int
+    revokedAt: int | None = None
+    createdAt: int
+
+    def view(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"orgId", "certPem"})
+        data["cert"] = self.certPem
+        data["revoked"] = self.revokedAt is not None
+        return data

@@ -26,3 +26,5 @@ class RegistryObserver(Protocol):
         self, product_key: str, device_key: str, gateway: tuple[str, str] | None
     ) -> None:
         """The sub-device's gateway is now `gateway` (ProductKey, DeviceKey), or none."""
+
+    def certificate_revoked(self, serial: str) -> None: ...

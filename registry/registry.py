@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from certs import CertificateAuthority, CertificateError, Issued
 from registry import ids
 from registry.errors import (
     Conflict,
@@ -28,6 +29,7 @@ from registry.errors import (
 )
 from registry.models import (
     Binding,
+    Certificate,
     Device,
     DeviceCreate,
     DeviceUpdate,
@@ -132,6 +134,7 @@ class Registry:
         self.max_devices_per_product = max_devices_per_product
         self._compiled: dict[tuple[str, str], CompiledModel] = {}
         self.observers: list[RegistryObserver] = []
+        self.ca: CertificateAuthority | None = None  # set by the service that has one
 
     # ------------------------------------------------------------------ organizations
 
@@ -483,6 +486,81 @@ class Registry:
             raise InvalidArgument("limit must be 1 to 1000")
         rows = await self.store.device_log(device.productKey, device.deviceKey, wanted, limit)
         return [_log_entry(*row) for row in rows]
+
+    # ------------------------------------------------------------------ certificates
+
+    async def apply_certificate(self, device: Device, body: Any) -> Certificate:
+        """Issue a device certificate from a CSR: `{"csr": PEM, "validDay": N}`."""
+        if not isinstance(body, Mapping) or not isinstance(body.get("csr"), str):
+            raise InvalidArgument("body field csr is required (a PEM certificate signing request)")
+        days = await self._valid_days(device, body.get("validDay"))
+        try:
+            issued = self._authority().issue(body["csr"], device.productKey, device.deviceKey, days)
+        except CertificateError as exc:
+            raise InvalidArgument(str(exc)) from None
+        return await self._store_certificate(device, issued)
+
+    async def renew_certificate(self, device: Device, body: Any) -> Certificate:
+        """A new certificate for the key of one already issued: `{"certSN", "validDay"}`."""
+        serial = body.get("certSN") if isinstance(body, Mapping) else None
+        old = next((c for c in await self.list_certificates(device) if c.certSN == serial), None)
+        if old is None:
+            raise NotFound(f"certificate {serial!r} does not exist for this device")
+        if old.revokedAt is not None:
+            raise Conflict(f"certificate {serial} is revoked; apply for a new one")
+        days = await self._valid_days(device, body.get("validDay"))
+        issued = self._authority().renew(old.certPem, device.productKey, device.deviceKey, days)
+        return await self._store_certificate(device, issued)
+
+    async def revoke_certificate(self, device: Device, serial: Any) -> None:
+        known = {c.certSN for c in await self.list_certificates(device)}
+        if not isinstance(serial, str) or serial not in known:
+            raise NotFound(f"certificate {serial!r} does not exist for this device")
+        if not await self.store.revoke_certificate(serial, ids.now_ms()):
+            raise Conflict(f"certificate {serial} is revoked already")
+        for observer in self.observers:
+            observer.certificate_revoked(serial)
+
+    async def list_certificates(self, device: Device) -> list[Certificate]:
+        return await self.store.list_certificates(device.productKey, device.deviceKey)
+
+    def _authority(self) -> CertificateAuthority:
+        if self.ca is None:
+            raise Conflict("this gatehouse has no certificate authority")
+        return self.ca
+
+    async def _valid_days(self, device: Device, given: Any) -> int:
+        settings = (await self.get_product(device.orgId, device.productKey)).settings
+        if not settings.biDirectionalAuth:
+            raise Forbidden(
+                f"product {device.productKey} does not use two-way TLS (biDirectionalAuth),"
+                " so its devices get no certificates"
+            )
+        days = settings.defaultValidDay if given is None else given
+        if (
+            isinstance(days, bool)
+            or not isinstance(days, int)
+            or not 1 <= days <= settings.maxValidDay
+        ):
+            raise InvalidArgument(
+                f"validDay must be a whole number from 1 to the product's maxValidDay"
+                f" ({settings.maxValidDay}), not {days!r}"
+            )
+        return days
+
+    async def _store_certificate(self, device: Device, issued: Issued) -> Certificate:
+        cert = Certificate(
+            certSN=issued.serial,
+            orgId=device.orgId,
+            productKey=device.productKey,
+            deviceKey=device.deviceKey,
+            certPem=issued.cert_pem,
+            notBefore=issued.not_before,
+            notAfter=issued.not_after,
+            createdAt=ids.now_ms(),
+        )
+        await self.store.insert_certificate(cert)
+        return cert
 
     # ------------------------------------------------------------------ bindings
 

@@ -18,6 +18,7 @@ import orjson
 from registry.migrations import MIGRATIONS
 from registry.models import (
     Binding,
+    Certificate,
     Command,
     Device,
     I18nString,
@@ -135,6 +136,20 @@ COMMAND_COLUMNS = (
 def _command(row: sqlite3.Row) -> Command:
     return Command.model_validate(
         {field: row[column] for field, column in zip(COMMAND_FIELDS, COMMAND_COLUMNS, strict=True)}
+    )
+
+
+def _certificate(row: sqlite3.Row) -> Certificate:
+    return Certificate(
+        certSN=row["serial"],
+        orgId=row["org_id"],
+        productKey=row["product_key"],
+        deviceKey=row["device_key"],
+        certPem=row["cert_pem"],
+        notBefore=row["not_before"],
+        notAfter=row["not_after"],
+        revokedAt=row["revoked_at"],
+        createdAt=row["created_at"],
     )
 
 
@@ -430,7 +445,7 @@ class SqliteStore:
 
     async def delete_device(self, product_key: str, device_key: str) -> None:
         async with self.transaction() as db:
-            for table in ("device_latest", "device_log", "commands", "devices"):
+            for table in ("device_latest", "device_log", "commands", "certificates", "devices"):
                 await db.execute(
                     f"DELETE FROM {table} WHERE product_key = ? AND device_key = ?",  # noqa: S608
                     (product_key, device_key),
@@ -629,6 +644,45 @@ class SqliteStore:
             "SELECT * FROM commands WHERE state IN ('pending', 'sent') ORDER BY created_at, rowid"
         )
         return [_command(r) for r in rows]
+
+    # ------------------------------------------------------------------ certificates
+
+    async def insert_certificate(self, cert: Certificate) -> None:
+        await self._write(
+            "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cert.certSN,
+                cert.orgId,
+                cert.productKey,
+                cert.deviceKey,
+                cert.certPem,
+                cert.notBefore,
+                cert.notAfter,
+                cert.revokedAt,
+                cert.createdAt,
+            ),
+        )
+
+    async def revoke_certificate(self, serial: str, when: int) -> bool:
+        return (
+            await self._write(
+                "UPDATE certificates SET revoked_at = ? WHERE serial = ? AND revoked_at IS NULL",
+                (when, serial),
+            )
+            > 0
+        )
+
+    async def list_certificates(self, product_key: str, device_key: str) -> list[Certificate]:
+        rows = await self._all(
+            "SELECT * FROM certificates WHERE product_key = ? AND device_key = ?"
+            " ORDER BY created_at DESC",
+            (product_key, device_key),
+        )
+        return [_certificate(r) for r in rows]
+
+    async def revoked_serials(self) -> list[str]:
+        rows = await self._all("SELECT serial FROM certificates WHERE revoked_at IS NOT NULL")
+        return [r[0] for r in rows]
 
     # ------------------------------------------------------------------ topology
 

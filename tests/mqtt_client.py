@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Client:
         clean_session: bool = True,
         will: Will | None = None,
         manual_ack: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.received: queue.Queue[Message] = queue.Queue()
         self.connack: int | None = None
@@ -66,6 +68,8 @@ class Client:
             self.paho.username_pw_set(username, password)
         if will is not None:
             self.paho.will_set(will.topic, will.payload, will.qos, will.retain)
+        if tls is not None:
+            self.paho.tls_set_context(tls)
         self.paho.on_connect = self._on_connect
         self.paho.on_message = self._on_message
         self.paho.on_subscribe = self._on_subscribe
@@ -97,6 +101,7 @@ class Client:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.disconnected.set()
+        self._connected.set()  # a connection that ends before CONNACK: stop waiting for it
 
     def __enter__(self) -> Client:
         return self

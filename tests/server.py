@@ -58,6 +58,7 @@ class Gatehouse:
     access_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     http_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
+    mqtts_port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -89,6 +90,8 @@ class Gatehouse:
             str(self.http_port),
             "--mqtt-port",
             str(self.mqtt_port),
+            "--mqtts-port",
+            str(self.mqtts_port),
             *self.extra_args,
         ]
         with self.log_path.open("ab") as log:

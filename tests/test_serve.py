@@ -319,3 +319,56 @@ def test_cli_commands_against_a_running_gatehouse(gatehouse: Gatehouse, tmp_path
     assert refused.returncode == 1 and "read-only" in refused.stderr
     bad_hex = run_cli(gatehouse, "command", "raw", *where, "--hex", "zz")
     assert bad_hex.returncode != 0 and "not hexadecimal" in bad_hex.stderr
+
+
+def test_cli_certificates_end_to_end(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    api = gatehouse.client()
+    api("thing-models", "create", {"modelId": "cli-tls", "tsl": THERMOSTAT_TSL}).ok()
+    body = {"productName": "cli tls", "modelId": "cli-tls", "biDirectionalAuth": True}
+    product = api("products", "create", body).ok()
+    device = api(
+        "devices", "create", {"productKey": product, "deviceName": "d", "timezone": "+00:00"}
+    ).ok()
+    where = ["--product", product, "--key", device["deviceKey"]]
+    made = run_cli(gatehouse, "cert", "keygen", *where, "--out", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    key = tmp_path / f"{device['deviceKey']}.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    applied = run_cli(
+        gatehouse,
+        "cert",
+        "apply",
+        *where,
+        "--csr",
+        str(tmp_path / f"{device['deviceKey']}.csr"),
+        "--out",
+        str(tmp_path / "cert.pem"),
+        "--ca-out",
+        str(tmp_path / "ca.pem"),
+    )
+    assert applied.returncode == 0, applied.stderr
+    serial = applied.stdout.strip()
+    assert "BEGIN CERTIFICATE" in (tmp_path / "cert.pem").read_text()
+    assert serial in run_cli(gatehouse, "cert", "list", *where).stdout
+    assert run_cli(gatehouse, "cert", "revoke", *where, "--sn", serial).returncode == 0
+    assert "revoked" in run_cli(gatehouse, "cert", "list", *where).stdout
+
+
+def test_serve_wants_the_ca_certificate_and_key_together(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--ca-cert",
+            "x.pem",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "--ca-cert and --ca-key together" in result.stderr

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from broker.api.bindings import BINDING_ACTIONS
 from broker.api.broker_stats import StatsSource, broker_actions
 from broker.api.calls import Call, Handler
+from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
 from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS
@@ -53,6 +54,7 @@ RESOURCES: dict[str, dict[str, Handler]] = {
     "statistics": STATISTICS_ACTIONS,
     "bindings": BINDING_ACTIONS,
     "organizations": ORG_ACTIONS,
+    "device-certificates": CERTIFICATE_ACTIONS,
 }
 
 # Body schemas shown in the OpenAPI document for the actions that take one.
