@@ -189,22 +189,36 @@ def _admit_device(
     except ClientIdError as exc:
         return refuse("bad-client-id", str(exc), codes.SIGN_FAILED)
     settings = product.product.settings
-    if client.secure_mode == SECURE_MODE_PRODUCT_SECRET:
-        return refuse(
-            "dynamic-activation",
-            "dynamic activation (securemode=3) is not enabled for this product"
-            if not settings.dynamicActivateEnabled
-            else "dynamic activation (securemode=3) is not served by this gatehouse yet",
-            codes.DYNAMIC_ACTIVATION_DENIED,
-        )
-    if client.secure_mode != SECURE_MODE_DEVICE_SECRET:
+    activating = client.secure_mode == SECURE_MODE_PRODUCT_SECRET
+    if activating:
+        # Dynamic activation: signed with the ProductSecret; the DeviceSecret is pushed
+        # to the device once it is in (protocol.md, section 5).
+        if not settings.dynamicActivateEnabled:
+            return refuse(
+                "dynamic-activation",
+                "dynamic activation (securemode=3) is not enabled for this product",
+                codes.DYNAMIC_ACTIVATION_DENIED,
+            )
+        secret = product.product.productSecret
+    elif client.secure_mode == SECURE_MODE_DEVICE_SECRET:
+        secret = device.secret
+    else:
         return refuse(
             "bad-client-id", f"securemode {client.secure_mode} is not supported", codes.SIGN_FAILED
         )
     params = enos_connect_params(client.cid, product_key, device_key, client.timestamp)
-    expected = enos_sign(device.secret, params, client.sign_method)
+    expected = enos_sign(secret, params, client.sign_method)
     if attempt.password is None or not sign_matches(expected, attempt.password):
-        return refuse("wrong-sign", "the sign does not match the device secret", codes.SIGN_FAILED)
+        which = "product" if activating else "device"
+        return refuse(
+            "wrong-sign", f"the sign does not match the {which} secret", codes.SIGN_FAILED
+        )
+    if activating and device.activated:
+        return refuse(
+            "already-active",
+            "the device is active already; it connects with its DeviceSecret (securemode=2)",
+            codes.DYNAMIC_ACTIVATION_DENIED,
+        )
     if not device.enabled:
         return refuse("disabled", "the device is disabled", codes.DEVICE_DISABLED)
     if settings.deviceType == "subdevice":
@@ -248,4 +262,4 @@ def _admit_device(
             f"the product's activation quota ({settings.activationQuota}) is used up",
             None,
         )
-    return DeviceIdentity(product_key, device_key, device.org_id, serial)
+    return DeviceIdentity(product_key, device_key, device.org_id, serial, activating)

@@ -18,12 +18,12 @@ from broker.gateways import GatewayService
 from broker.identity import DeviceIdentity, Identity
 from broker.links import Links
 from broker.presence import Presence
-from broker.protocol import codes, parse_device_topic
+from broker.protocol import codes, encode_request, parse_device_topic
 from broker.protocol.topics import SYS
 from broker.routing import DEFAULT_MAX_PAYLOAD, Outcome, Router
 from broker.subdevices import SubDeviceSessions
 from broker.writer import WriteBehind, WriterConfig
-from registry import Registry
+from registry import Registry, ids
 
 log = logging.getLogger("gatehouse.gate")
 
@@ -142,6 +142,8 @@ class Gate:
             self.stats.online = self.presence.online
             if identity.cert_serial is not None:
                 self._by_certificate[identity.cert_serial] = identity.session_key
+            if identity.activating:
+                self._push_secret(identity)
 
     def disconnected(self, identity: Identity) -> None:
         if isinstance(identity, DeviceIdentity):
@@ -149,6 +151,21 @@ class Gate:
             self.stats.online = self.presence.online
             if identity.cert_serial is not None:
                 self._by_certificate.pop(identity.cert_serial, None)
+
+    def _push_secret(self, device: DeviceIdentity) -> None:
+        """Dynamic activation: the device gets its DeviceSecret on activate/info."""
+        credential = self.cache.devices.get(device.key)
+        if credential is None:
+            return
+        params = {
+            "assetId": credential.asset_id,
+            "productKey": device.product_key,
+            "deviceKey": device.device_key,
+            "deviceSecret": credential.secret,
+        }
+        payload = encode_request(ids.random_token(12), "thing.activate.info", params)
+        self.presence.links.publish(f"{device.ext_prefix}thing/activate/info", payload)
+        log.info("%s activated dynamically: its DeviceSecret was sent", device)
 
     def _certificate_revoked(self, serial: str) -> None:
         """A revoked certificate stops working at once: its connection ends."""

@@ -19,6 +19,7 @@ class DeviceIdentity:
     device_key: str
     org_id: str
     cert_serial: str | None = None  # the client certificate it connected with, if any
+    activating: bool = False  # connected with the ProductSecret, to get its DeviceSecret
     sys_prefix: str = field(init=False)
     ext_prefix: str = field(init=False)
 

@@ -202,11 +202,13 @@ class GatehouseBroker(Broker):
         self._sessions[client_id] = (session, handler)
         try:
             await handler.mqtt_connack_authorize(True)
-            self.hooks.connected(session, handler)
             await self.plugins_manager.fire_event(
                 BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=session
             )
             await handler.start()
+            # After start: amqtt's start() resends whatever is in flight (for a resumed
+            # session), so a message the hook sends before it would go out twice.
+            self.hooks.connected(session, handler)
             # Defect 3: amqtt replayed retained messages for every subscription in the
             # broker here. A reconnecting session gets only what was queued for it;
             # retained messages go out on SUBSCRIBE, as MQTT 3.1.1, 3.3.1.3 says.
