@@ -41,16 +41,31 @@ class Core:
 class StockAmqtt:
     """`amqtt -c config` in a subprocess: the broker exactly as amqtt ships it."""
 
-    def __init__(self, workdir: Path, plugins: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        plugins: dict[str, Any] | None = None,
+        tls: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.plugins = plugins
+        # With `tls` ({"certfile", "keyfile", "cafile"}), a TLS listener on `tls_port`.
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> StockAmqtt:
         config: dict[str, Any] = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}}
         }
+        if self.tls is not None:
+            config["listeners"]["tls"] = {
+                "type": "tcp",
+                "bind": f"127.0.0.1:{self.tls_port}",
+                "ssl": True,
+                **self.tls,
+            }
         if self.plugins is not None:
             config["plugins"] = self.plugins
         path = self.workdir / f"amqtt-{self.port}.json"
