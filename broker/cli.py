@@ -269,6 +269,10 @@ def cmd_org_create(api: ApiClient, args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- commands
 
+SIMULATOR_COMMANDS = {
+    "load": "put simulated devices on the wire at a rate and report (see gatehouse load --help)",
+    "sim": "run one simulated device or gateway (see gatehouse sim device --help)",
+}
 SLEEPING_WAIT = 21_100.0  # the longest a synchronous command can be held (eDRX's most)
 
 
@@ -657,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancelled = _api_parser(command, "cancel", "cancel a pending command", cmd_command_cancel)
     cancelled.add_argument("command_id", metavar="COMMAND_ID")
 
+    for name, help_text in SIMULATOR_COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+
     cert = commands.add_parser(
         "cert", help="device certificates for two-way TLS products"
     ).add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -702,6 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SIMULATOR_COMMANDS:
+        # Owned by `simulators`, loaded only when asked.
+        from simulators.cli import main as simulators_main
+
+        return simulators_main(argv)
     args = build_parser().parse_args(argv)
     if hasattr(args, "func"):
         result: int = args.func(args)

@@ -1,4 +1,18 @@
 """Device and gateway simulators and the load runner.
 
-Empty until the simulators issue lands; kept so the layout matches design.md.
+They speak to gatehouse (or any platform with the same protocol) only over MQTT and
+HTTP, and import nothing of gatehouse's but `broker.protocol`.
 """
+
+from simulators.device import ConnectRefused, DeviceCredentials, DeviceStats, SimDevice
+from simulators.gateway import SimGateway
+from simulators.values import ModelValues
+
+__all__ = [
+    "ConnectRefused",
+    "DeviceCredentials",
+    "DeviceStats",
+    "ModelValues",
+    "SimDevice",
+    "SimGateway",
+]

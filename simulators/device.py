@@ -1,0 +1,267 @@
+"""A simulated EnOS device (and gateway) on gmqtt: signs in as the EnOS SDK does,
+posts measurepoints and waits for replies, answers services and measurepoint sets,
+sleeps like a PSM device, and buffers while offline to upload with `resume`.
+
+It imports nothing of gatehouse's but `broker.protocol`, and talks only MQTT, so it
+works against gatehouse or any platform speaking the same protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gmqtt
+import orjson
+
+from broker.protocol import encode_reply, encode_request, enos_credentials, parse_device_topic
+
+log = logging.getLogger("gatehouse.sim")
+
+MQTT_311 = 4
+MAX_BUFFER = 10_000  # posts kept while offline, oldest dropped beyond
+ServiceHandler = Callable[[str, Mapping[str, Any]], tuple[int, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    product_key: str
+    device_key: str
+    secret: str  # the DeviceSecret, or the ProductSecret with `activate`
+    activate: bool = False  # dynamic activation (securemode 3)
+
+
+class ConnectRefused(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"CONNECT refused (CONNACK {code})")
+        self.code = code
+
+
+@dataclass(slots=True)
+class DeviceStats:
+    connects: int = 0
+    refused: int = 0
+    sent: int = 0
+    replied: int = 0
+    faults: int = 0  # replies with a code other than 200
+    unanswered: int = 0
+    commands: int = 0  # services and sets answered
+    latencies_ms: list[float] = field(default_factory=list)
+    reply_codes: dict[str, int] = field(default_factory=dict)
+
+
+def echo_service(service: str, params: Mapping[str, Any]) -> tuple[int, Any]:
+    """The default: answer every service with 200 and its input as output."""
+    return 200, dict(params)
+
+
+class SimDevice:
+    def __init__(
+        self,
+        creds: DeviceCredentials,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        tls: ssl.SSLContext | None = None,
+        keepalive: int = 60,
+        on_service: ServiceHandler = echo_service,
+        on_secret: Callable[[str], None] | None = None,
+    ) -> None:
+        self.creds = creds
+        self.host, self.port, self.tls, self.keepalive = host, port, tls, keepalive
+        self.on_service = on_service
+        self.on_secret = on_secret
+        self.stats = DeviceStats()
+        self.buffer: deque[dict[str, Any]] = deque(maxlen=MAX_BUFFER)
+        self.received: list[tuple[str, bytes]] = []  # commands and notices, for tests
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._mqtt: gmqtt.Client | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.creds.product_key, self.creds.device_key)
+
+    @property
+    def connected(self) -> bool:
+        return self._mqtt is not None and self._mqtt.is_connected
+
+    def topic(self, rest: str, product_key: str = "", device_key: str = "") -> str:
+        pk, dk = product_key or self.creds.product_key, device_key or self.creds.device_key
+        return f"/sys/{pk}/{dk}/{rest}"
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        creds = enos_credentials(
+            self.creds.product_key,
+            self.creds.device_key,
+            self.creds.secret,
+            str(int(time.time() * 1000)),
+            secure_mode=3 if self.creds.activate else 2,
+        )
+        mqtt = gmqtt.Client(creds.client_id, clean_session=True)
+        mqtt.set_auth_credentials(creds.username, creds.password)
+        mqtt.set_config({"reconnect_retries": 0})
+        mqtt.on_message = self._on_message
+        try:
+            await mqtt.connect(
+                self.host,
+                self.port,
+                ssl=self.tls or False,
+                keepalive=self.keepalive,
+                version=MQTT_311,
+            )
+        except gmqtt.mqtt.handler.MQTTConnectError as exc:
+            self.stats.refused += 1
+            raise ConnectRefused(int(getattr(exc, "_code", 5))) from None
+        self._mqtt = mqtt
+        self.stats.connects += 1
+        if self.buffer:
+            await self.resume()
+
+    async def close(self) -> None:
+        mqtt, self._mqtt = self._mqtt, None
+        if mqtt is not None:
+            with contextlib.suppress(TimeoutError, OSError):
+                await asyncio.wait_for(mqtt.disconnect(), 5)
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.cancel()
+        self._waiting.clear()
+
+    async def connect_with_backoff(self, attempts: int = 8, first: float = 1.0) -> None:
+        """Reconnect as devices do: 1, 2, 4 ... seconds apart (capped at 60), bounded."""
+        delay = first
+        for attempt in range(attempts):
+            try:
+                await self.connect()
+                return
+            except (ConnectRefused, OSError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        if self._mqtt is None:
+            raise ConnectionError("not connected")
+        self._mqtt.publish(topic, payload, qos=qos)
+        self.stats.sent += 1
+
+    async def request(
+        self,
+        topic: str,
+        method: str,
+        params: Any,
+        *,
+        qos: int = 1,
+        reply_within: float = 10.0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Publish a request and wait for its `_reply`; None if none comes in time."""
+        request_id = f"{next(self._ids)}"
+        payload = encode_request(request_id, method, params)
+        if extra:
+            payload = orjson.dumps({**orjson.loads(payload), **extra})
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = waiter
+        started = time.perf_counter()
+        self.publish(topic, payload, qos)
+        try:
+            reply: dict[str, Any] = await asyncio.wait_for(waiter, reply_within)
+        except (TimeoutError, asyncio.CancelledError):
+            self._waiting.pop(request_id, None)
+            self.stats.unanswered += 1
+            return None
+        self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.stats.replied += 1
+        code = str(reply.get("code"))
+        self.stats.reply_codes[code] = self.stats.reply_codes.get(code, 0) + 1
+        if code != "200":
+            self.stats.faults += 1
+        return reply
+
+    async def post(
+        self,
+        points: Mapping[str, Any],
+        *,
+        qos: int = 1,
+        product_key: str = "",
+        device_key: str = "",
+        reply_within: float = 10.0,
+    ) -> dict[str, Any] | None:
+        """A measurepoint post; while offline it is buffered for `resume`."""
+        params = {"measurepoints": dict(points), "time": int(time.time() * 1000)}
+        if not self.connected:
+            self.buffer.append(params)
+            return None
+        topic = self.topic("thing/measurepoint/post", product_key, device_key)
+        return await self.request(
+            topic, "thing.measurepoint.post", params, qos=qos, reply_within=reply_within
+        )
+
+    async def resume(self) -> dict[str, Any] | None:
+        """Upload what was buffered while offline, oldest first, in one batch."""
+        entries = [
+            {"productKey": self.creds.product_key, "deviceKey": self.creds.device_key, **p}
+            for p in self.buffer
+        ]
+        self.buffer.clear()
+        topic = self.topic("thing/measurepoint/resume/batch")
+        return await self.request(topic, "thing.measurepoint.resume.batch", entries)
+
+    async def sleep_cycle(
+        self, awake: float, asleep: float, cycles: int, points: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        """PSM: wake, post once (commands waiting go out after it), stay up, sleep."""
+        for _ in range(cycles):
+            await self.connect()
+            await self.post(points())
+            await asyncio.sleep(awake)
+            await self.close()
+            await asyncio.sleep(asleep)
+
+    # -- what arrives -------------------------------------------------------------------------
+
+    def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.received.append((topic, payload))
+            return 0
+        if topic.endswith("_reply") and isinstance(body, dict):
+            waiter = self._waiting.pop(str(body.get("id")), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(body)
+            return 0
+        self.received.append((topic, payload))
+        parsed = parse_device_topic(topic)
+        if parsed is None or not isinstance(body, dict):
+            return 0
+        if parsed.rest.startswith("thing/service/"):
+            service = parsed.rest.removeprefix("thing/service/")
+            raw = body.get("params")
+            params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            if service == "measurepoint/set":
+                code, data = 200, ""
+            else:
+                code, data = self.on_service(service, params)
+            self.stats.commands += 1
+            self.publish(topic + "_reply", encode_reply(str(body.get("id")), code, data))
+        elif parsed.rest == "thing/activate/info":
+            secret = (body.get("params") or {}).get("deviceSecret")
+            if isinstance(secret, str) and self.on_secret is not None:
+                self.on_secret(secret)
+            self.publish(topic + "_reply", encode_reply(str(body.get("id")), 200))
+        return 0

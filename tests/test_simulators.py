@@ -1,0 +1,153 @@
+"""The simulators and the load runner, driven as a library and as a CLI, against a
+real `gatehouse serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from simulators import DeviceCredentials, ModelValues, SimDevice, SimGateway
+from simulators.load import LoadConfig, run_load
+from simulators.platform import OrgCredentials, Platform
+from tests.conftest import THERMOSTAT_TSL
+from tests.devices import eventually, new_device
+from tests.server import Api, Gatehouse
+
+
+def creds(device: dict[str, str]) -> DeviceCredentials:
+    return DeviceCredentials(device["productKey"], device["deviceKey"], device["deviceSecret"])
+
+
+def platform_of(gatehouse: Gatehouse) -> Platform:
+    org = OrgCredentials(gatehouse.org_id, gatehouse.access_key, gatehouse.access_secret)
+    return Platform(gatehouse.url, org)
+
+
+def test_values_walk_within_the_model() -> None:
+    values = ModelValues(THERMOSTAT_TSL, seed=1)
+    for _ in range(200):
+        point = values.next()
+        assert -40 <= point["temp"] <= 120 and 5 <= point["target"] <= 30
+        assert isinstance(point["target"], int) and point["mode"] in (0, 1, 2)
+
+
+async def test_a_simulated_gateway_logs_in_and_posts_for_its_sub_devices(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    gateway = new_device(api, make_product(deviceType="gateway"))
+    sub_product = make_product(deviceType="subdevice")
+    subs = [creds(new_device(api, sub_product)) for _ in range(5)]
+    sim = SimGateway(creds(gateway), subs, port=gatehouse.mqtt_port)
+    await sim.connect()
+    try:
+        assert all(r and r["code"] == 200 for r in await sim.add_topology(batch=2))
+        assert all(r and r["code"] == 200 for r in await sim.login_all(batch=2))
+        assert len(sim.logged_in) == 5
+        for sub in subs:
+            reply = await sim.post_for(sub, {"temp": 20.5})
+            assert reply is not None and reply["code"] == 200
+        assert (await sim.logout(subs[0]) or {}).get("code") == 200
+    finally:
+        await sim.close()
+
+
+async def test_a_simulated_psm_device_answers_its_queued_command(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    product = make_product(networkMethod="NB-IoT", powerSaving={"mode": "PSM"})
+    device = new_device(api, product)
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    body = {"inputData": {"delay": 2}}
+    held = api("commands", "invokeService", body, serviceId="reboot", pendingTtl="60", **query)
+    command_id = held.ok()["commandId"]
+    sim = SimDevice(creds(device), port=gatehouse.mqtt_port)
+    await sim.sleep_cycle(awake=0.5, asleep=0.0, cycles=1, points=lambda: {"temp": 18.0})
+    assert sim.stats.commands == 1
+    done = await asyncio.to_thread(
+        eventually,
+        lambda: api("commands", "get", commandId=command_id).ok()["state"] == "succeeded",
+    )
+    assert done
+
+
+async def test_posts_made_offline_are_resumed_on_connect(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    device = new_device(api, make_product())
+    sim = SimDevice(creds(device), port=gatehouse.mqtt_port)
+    assert await sim.post({"temp": 11.0}) is None  # offline: buffered
+    assert await sim.post({"temp": 12.0}) is None
+    await sim.connect()  # uploads the buffer with resume/batch
+    await sim.close()
+    assert sim.stats.reply_codes == {"200": 1} and not sim.buffer
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    latest = await asyncio.to_thread(
+        eventually, lambda: api("devices", "getLatest", **query).ok().get("temp")
+    )
+    assert latest["value"] == 12.0
+
+
+async def test_a_load_with_bad_behaviour_reports_the_refusals(gatehouse: Gatehouse) -> None:
+    config = LoadConfig(
+        devices=20,
+        gateways=1,
+        subdevices_per_gateway=5,
+        rate=100,
+        duration=1.5,
+        mqtt_port=gatehouse.mqtt_port,
+        wrong_secret_share=0.25,
+        bad_value_share=0.5,
+        progress=False,
+    )
+    report = await run_load(platform_of(gatehouse), config)
+    assert report.devices == 21 and report.connected == 16
+    assert report.failures == {"refused (CONNACK 5)": 5}
+    assert report.reply_codes.get("460", 0) > 0 and report.reply_codes.get("200", 0) > 0
+    assert report.sent == report.replied + report.unanswered and report.unanswered == 0
+    assert set(report.latency_ms) == {"p50", "p90", "p99", "max"}
+
+
+def test_the_load_cli_prints_and_writes_its_report(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "load",
+            "--devices",
+            "10",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--mqtt-port",
+            str(gatehouse.mqtt_port),
+            "--http-port",
+            str(gatehouse.http_port),
+            "--no-progress",
+            "--report",
+            str(out),
+        ],
+        env=gatehouse.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "devices connected  10 of 10" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["connected"] == 10 and report["sent"] > 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "load", "--rate", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "must be above 0" in bad.stderr
