@@ -22,8 +22,8 @@ from broker.admission import ConnectLimit
 from broker.client import ApiClient, ApiError
 from broker.codecs import CodecError, parse_codec_option
 from broker.core import CoreLimits
-from broker.exports import write_credentials
 from broker.gate import GateConfig
+from broker.protocol.credentials_file import write_credentials
 from broker.routing import DEFAULT_MAX_PAYLOAD
 from broker.serve import ServeConfig, event_loop, serve
 from broker.writer import WriterConfig

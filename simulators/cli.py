@@ -9,13 +9,16 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from broker.protocol.credentials_file import read_credentials
 from simulators.device import ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
-from simulators.load import LoadConfig, run
+from simulators.load import LoadConfig, run_workers
 from simulators.platform import OrgCredentials, Platform, PlatformError
+from simulators.scenario import ScenarioError, load_scenario
 from simulators.values import ModelValues
 
 MAX_DURATION = 86_400.0
@@ -91,6 +94,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="the share of posts with a value outside the model (460 replies)",
     )
+    load.add_argument(
+        "--malformed-share",
+        type=_share,
+        default=0.0,
+        help="the share of posts that are not JSON (6207 replies)",
+    )
+    load.add_argument(
+        "--reconnect-storm-share",
+        type=_share,
+        default=0.0,
+        help="the share of devices that reconnect at once, again and again",
+    )
+    load.add_argument(
+        "--scenario",
+        type=Path,
+        help="a TOML or JSON file of these settings and bad behaviour;"
+        " options given on the command line win",
+    )
+    load.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to spread the devices and the rate over (default 1)",
+    )
+    load.add_argument(
+        "--credentials",
+        type=Path,
+        help="use the devices of this file (from `gatehouse device export`,"
+        " .csv or .json) instead of creating new ones",
+    )
     load.add_argument("--report", type=Path, help="also write the report here as JSON")
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
     _connection_args(load)
@@ -134,26 +167,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOAD_OPTIONS = (
+    "devices",
+    "gateways",
+    "subdevices_per_gateway",
+    "rate",
+    "duration",
+    "ramp",
+    "qos",
+    "wrong_secret_share",
+    "bad_value_share",
+    "malformed_share",
+    "reconnect_storm_share",
+)
+
+
 def cmd_load(args: argparse.Namespace) -> int:
+    settings: dict[str, Any] = {}
+    if args.scenario is not None:
+        settings.update(load_scenario(args.scenario).settings())
+    defaults = build_parser().parse_args(["load"])
+    for name in LOAD_OPTIONS:
+        if name not in settings or getattr(args, name) != getattr(defaults, name):
+            settings[name] = getattr(args, name)
+    if not 1 <= args.workers <= 64:
+        raise ScenarioError("--workers must be 1 to 64")
+    exported: tuple[DeviceCredentials, ...] = ()
+    if args.credentials is not None:
+        try:
+            rows = read_credentials(args.credentials)
+            exported = tuple(
+                DeviceCredentials(r["productKey"], r["deviceKey"], r["deviceSecret"]) for r in rows
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ScenarioError(f"cannot read credentials from {args.credentials}: {exc}") from None
+        settings["devices"] = (
+            min(settings["devices"], len(exported)) if "devices" in settings else len(exported)
+        )
     config = LoadConfig(
-        devices=args.devices,
-        gateways=args.gateways,
-        subdevices_per_gateway=args.subdevices_per_gateway,
-        rate=args.rate,
-        duration=args.duration,
-        ramp=args.ramp,
-        qos=args.qos,
+        credentials=exported,
         host=args.host,
         mqtt_port=args.mqtt_port,
-        wrong_secret_share=args.wrong_secret_share,
-        bad_value_share=args.bad_value_share,
-        progress=not args.no_progress,
+        progress=not args.no_progress and args.workers == 1,
+        **settings,
     )
-    platform = _platform(args)
-    try:
-        report = run(platform, config)
-    finally:
-        platform.close()
+    url = f"http://{args.host}:{args.http_port}"
+    report = run_workers(url, OrgCredentials.find(args.data_dir), config, args.workers)
     if config.progress:
         print(file=sys.stderr)
     print(report.table())
@@ -242,7 +301,7 @@ def main(argv: Sequence[str]) -> int:
     logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
     try:
         result: int = args.func(args)
-    except PlatformError as exc:
+    except (PlatformError, ScenarioError) as exc:
         print(f"gatehouse: {exc}", file=sys.stderr)
         return 1
     return result

@@ -184,12 +184,7 @@ class SimDevice:
             self._waiting.pop(request_id, None)
             self.stats.unanswered += 1
             return None
-        self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
-        self.stats.replied += 1
-        code = str(reply.get("code"))
-        self.stats.reply_codes[code] = self.stats.reply_codes.get(code, 0) + 1
-        if code != "200":
-            self.stats.faults += 1
+        self._count_reply(reply, started)
         return reply
 
     async def post(
@@ -210,6 +205,31 @@ class SimDevice:
         return await self.request(
             topic, "thing.measurepoint.post", params, qos=qos, reply_within=reply_within
         )
+
+    async def malformed(self, product_key: str = "", device_key: str = "") -> dict[str, Any] | None:
+        """Bad behaviour on purpose: a post whose payload is not JSON. The reply's id
+        cannot be known, so the first reply on the topic answers it."""
+        topic = self.topic("thing/measurepoint/post", product_key, device_key)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[""] = waiter
+        started = time.perf_counter()
+        self.publish(topic, b'{"id": broken', 1)
+        try:
+            reply: dict[str, Any] = await asyncio.wait_for(waiter, 10)
+        except (TimeoutError, asyncio.CancelledError):
+            self._waiting.pop("", None)
+            self.stats.unanswered += 1
+            return None
+        self._count_reply(reply, started)
+        return reply
+
+    def _count_reply(self, reply: Mapping[str, Any], started: float) -> None:
+        self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.stats.replied += 1
+        code = str(reply.get("code"))
+        self.stats.reply_codes[code] = self.stats.reply_codes.get(code, 0) + 1
+        if code != "200":
+            self.stats.faults += 1
 
     async def resume(self) -> dict[str, Any] | None:
         """Upload what was buffered while offline, oldest first, in one batch."""

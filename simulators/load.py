@@ -15,12 +15,13 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from simulators.device import ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
-from simulators.platform import Platform
+from simulators.platform import OrgCredentials, Platform
 from simulators.values import ModelValues
 
 LOAD_MODEL = "gatehouse-load"
@@ -37,6 +38,7 @@ LOAD_TSL = {
     ]
 }
 CONNECTS_IN_FLIGHT = 100
+MAX_SAMPLES = 500_000  # latencies a worker hands back for the merged percentiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,12 @@ class LoadConfig:
     # with a value outside the thing model's range.
     wrong_secret_share: float = 0.0
     bad_value_share: float = 0.0
+    malformed_share: float = 0.0  # posts that are not JSON (6207 replies)
+    reconnect_storm_share: float = 0.0  # devices that reconnect at once, again and again
+    storm_reconnects: int = 5
     progress: bool = True
+    # Devices exported by `gatehouse device export` to use instead of new ones.
+    credentials: tuple[DeviceCredentials, ...] = ()
 
 
 @dataclass(slots=True)
@@ -74,11 +81,15 @@ class LoadReport:
     publish_seconds: float = 0.0
     sent_per_s: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p90, p99, max
-    runner_cpu_percent: float = 0.0  # of one core, over the whole run
+    runner_cpu_percent: float = 0.0  # of one core, over the whole run (summed over workers)
+    workers: int = 1
     interrupted: bool = False
+    samples: list[float] = field(default_factory=list, repr=False)  # latencies, for merging
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["samples"]
+        return data
 
     def table(self) -> str:
         latency = self.latency_ms
@@ -125,16 +136,20 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 class _Fleet:
     devices: list[SimDevice]
     senders: list[tuple[SimDevice, DeviceCredentials | None]]  # who posts, and for which sub
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # ProductKey -> TSL
 
 
 def provision(
     platform: Platform, config: LoadConfig
 ) -> tuple[list[DeviceCredentials], list[tuple[DeviceCredentials, list[DeviceCredentials]]]]:
-    """A product (and for gateways, a gateway and a sub-device product) and devices."""
+    """A product (and for gateways, a gateway and a sub-device product) and devices, or
+    the devices of a credentials file."""
     run = uuid.uuid4().hex[:8]
+    devices: list[DeviceCredentials] = list(config.credentials[: config.devices])
+    if config.credentials and not config.gateways:
+        return devices, []
     platform.ensure_model(LOAD_MODEL, LOAD_TSL)
-    devices: list[DeviceCredentials] = []
-    if config.devices:
+    if config.devices and not devices:
         product = platform.create_product(f"load-{run}", LOAD_MODEL)
         devices = platform.create_devices(
             product, [f"d{run}{i:06d}" for i in range(config.devices)], "s"
@@ -164,6 +179,9 @@ async def run_load(platform: Platform, config: LoadConfig) -> LoadReport:
         return report
     wrong = int(len(devices) * config.wrong_secret_share)
     fleet = _Fleet([], [])
+    for product_key in {d.product_key for d in config.credentials[: config.devices]}:
+        # Exported devices post what their own product's thing model describes.
+        fleet.models[product_key] = await asyncio.to_thread(platform.thing_model, product_key)
     for index, creds in enumerate(devices):
         if index < wrong:
             creds = DeviceCredentials(
@@ -177,6 +195,7 @@ async def run_load(platform: Platform, config: LoadConfig) -> LoadReport:
     progress = asyncio.create_task(_progress(report, fleet)) if config.progress else None
     try:
         await _connect_all(report, fleet, config)
+        await _storm(report, fleet, config)
         for gateway in sim_gateways:
             if gateway.connected:
                 await gateway.login_all()
@@ -233,11 +252,35 @@ async def _connect_all(report: LoadReport, fleet: _Fleet, config: LoadConfig) ->
     report.failures = dict(failures)
 
 
+async def _storm(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
+    """Bad behaviour: some devices drop and reconnect at once, `storm_reconnects` times.
+    The platform's per-device connect limit refuses most of those CONNECTs."""
+    count = int(len(fleet.devices) * config.reconnect_storm_share)
+    stormers = [d for d in fleet.devices if d.connected][:count]
+    failures: Counter[str] = Counter(report.failures)
+
+    async def storm(device: SimDevice) -> None:
+        for _ in range(config.storm_reconnects):
+            await device.close()
+            try:
+                await asyncio.wait_for(device.connect(), 30)
+            except ConnectRefused as exc:
+                failures[f"storm: refused (CONNACK {exc.code})"] += 1
+            except (TimeoutError, OSError) as exc:
+                failures[f"storm: {type(exc).__name__}"] += 1
+
+    await asyncio.gather(*(storm(d) for d in stormers))
+    report.failures = dict(failures)
+    report.connected = sum(d.connected for d in fleet.devices)
+
+
 async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
     if not fleet.senders or config.rate <= 0:
         return
-    values = ModelValues(LOAD_TSL, seed=7)
+    default = ModelValues(LOAD_TSL, seed=7)
+    by_product = {pk: ModelValues(tsl, seed=7) for pk, tsl in fleet.models.items()}
     bad_every = int(1 / config.bad_value_share) if config.bad_value_share > 0 else 0
+    malformed_every = int(1 / config.malformed_share) if config.malformed_share > 0 else 0
     in_flight: set[asyncio.Task[Any]] = set()
     senders = itertools.cycle(fleet.senders)
     started = time.monotonic()
@@ -250,9 +293,21 @@ async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> Non
                 sent = due
                 break
             device, sub = next(senders)
-            points = values.next()
+            if not device.connected:
+                continue
+            product_key = sub.product_key if sub is not None else device.creds.product_key
+            points = by_product.get(product_key, default).next()
             if bad_every and sent % bad_every == 0:
                 points["temp"] = 10_000.0  # outside the model's range: a 460 reply
+            if malformed_every and sent % malformed_every == 1 % malformed_every:
+                coro = device.malformed(
+                    sub.product_key if sub else "", sub.device_key if sub else ""
+                )
+                task = asyncio.create_task(coro)
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                sent += 1
+                continue
             coro = (
                 device.post(points, qos=config.qos)
                 if sub is None
@@ -282,6 +337,7 @@ def _collect(report: LoadReport, fleet: _Fleet) -> None:
         codes.update(stats.reply_codes)
     report.reply_codes = dict(codes)
     report.latency_ms = _percentiles(latencies)
+    report.samples = latencies[:MAX_SAMPLES]
     if report.publish_seconds:
         report.sent_per_s = round(report.sent / report.publish_seconds, 1)
 
@@ -310,3 +366,71 @@ def run(platform: Platform, config: LoadConfig) -> LoadReport:
     and `run_load` returns the report of what was done so far."""
     with asyncio.Runner() as runner:
         return runner.run(run_load(platform, config))
+
+
+def _slice(config: LoadConfig, index: int, workers: int) -> LoadConfig:
+    def share(total: int) -> int:
+        return total // workers + (1 if index < total % workers else 0)
+
+    return replace(
+        config,
+        devices=share(config.devices),
+        credentials=config.credentials[index::workers],
+        gateways=share(config.gateways),
+        rate=config.rate / workers,
+        ramp=config.ramp / workers,
+        progress=False,
+    )
+
+
+def _worker(url: str, creds: OrgCredentials, config: LoadConfig) -> LoadReport:
+    platform = Platform(url, creds)
+    try:
+        return run(platform, config)
+    finally:
+        platform.close()
+
+
+def run_workers(
+    url: str, creds: OrgCredentials, config: LoadConfig, workers: int = 1
+) -> LoadReport:
+    """Spread the devices and the rate over `workers` processes and merge their reports."""
+    if workers <= 1:
+        return _worker(url, creds, config)
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [
+            pool.submit(_worker, url, creds, _slice(config, i, workers)) for i in range(workers)
+        ]
+        try:
+            reports = [f.result() for f in futures]
+        except KeyboardInterrupt:  # the workers got the SIGINT too and end with a report
+            reports = [f.result() for f in futures]
+    return merge(reports)
+
+
+def merge(reports: list[LoadReport]) -> LoadReport:
+    merged = LoadReport(workers=len(reports))
+    failures: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    samples: list[float] = []
+    for report in reports:
+        merged.devices += report.devices
+        merged.connected += report.connected
+        merged.sent += report.sent
+        merged.replied += report.replied
+        merged.unanswered += report.unanswered
+        merged.skipped += report.skipped
+        merged.runner_cpu_percent += report.runner_cpu_percent
+        merged.connect_seconds = max(merged.connect_seconds, report.connect_seconds)
+        merged.publish_seconds = max(merged.publish_seconds, report.publish_seconds)
+        merged.interrupted |= report.interrupted
+        failures.update(report.failures)
+        codes.update(report.reply_codes)
+        samples.extend(report.samples)
+    merged.failures, merged.reply_codes = dict(failures), dict(codes)
+    merged.latency_ms = _percentiles(samples)
+    merged.connects_per_s = round(merged.connected / max(merged.connect_seconds, 1e-9), 1)
+    if merged.publish_seconds:
+        merged.sent_per_s = round(merged.sent / merged.publish_seconds, 1)
+    merged.runner_cpu_percent = round(merged.runner_cpu_percent, 1)
+    return merged

@@ -151,3 +151,110 @@ def test_the_load_cli_prints_and_writes_its_report(gatehouse: Gatehouse, tmp_pat
         check=False,
     )
     assert bad.returncode == 2 and "must be above 0" in bad.stderr
+
+
+def test_a_scenario_of_bad_behaviour_over_two_workers(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    scenario = tmp_path / "field-problem.toml"
+    scenario.write_text(
+        "devices = 20\nrate = 80\nduration = 1.5\nqos = 1\n"
+        "[bad]\nwrong_secret_share = 0.1\nmalformed_share = 0.25\n"
+        "reconnect_storm_share = 0.1\nstorm_reconnects = 3\n"
+    )
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "load",
+            "--scenario",
+            str(scenario),
+            "--workers",
+            "2",
+            "--mqtt-port",
+            str(gatehouse.mqtt_port),
+            "--http-port",
+            str(gatehouse.http_port),
+            "--no-progress",
+            "--report",
+            str(out),
+        ],
+        env=gatehouse.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["workers"] == 2 and report["devices"] == 20
+    assert report["failures"]["refused (CONNACK 5)"] == 2  # one wrong secret per worker
+    assert report["failures"]["storm: refused (CONNACK 5)"] >= 2  # the connect limit
+    assert report["reply_codes"].get("6207", 0) > 0 and report["reply_codes"].get("200", 0) > 0
+
+
+def test_a_bad_scenario_says_what_is_wrong(tmp_path: Path) -> None:
+    scenario = tmp_path / "typo.toml"
+    scenario.write_text("devices = 5\nrat = 10\n[bad]\nwrong_secret_share = 2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "load", "--scenario", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "rat" in result.stderr and "wrong_secret_share" in result.stderr
+
+
+def test_the_load_runs_exported_devices(gatehouse: Gatehouse, api: Api, tmp_path: Path) -> None:
+    api("thing-models", "create", {"modelId": "exported", "tsl": THERMOSTAT_TSL}).ok()
+    product = api("products", "create", {"productName": "exported", "modelId": "exported"}).ok()
+    for _ in range(5):
+        new_device(api, product)
+    exported = tmp_path / "devices.csv"
+    common = ["--http-port", str(gatehouse.http_port)]
+    export = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "device",
+            "export",
+            "--product",
+            product,
+            str(exported),
+        ],
+        env=gatehouse.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert export.returncode == 0, export.stderr
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "load",
+            "--credentials",
+            str(exported),
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--mqtt-port",
+            str(gatehouse.mqtt_port),
+            *common,
+            "--no-progress",
+        ],
+        env=gatehouse.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "devices connected  5 of 5" in result.stdout, result.stdout
+    assert "reply codes        200: " in result.stdout, result.stdout

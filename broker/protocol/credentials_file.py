@@ -1,4 +1,5 @@
-"""Credential exports (CSV or JSON) that the simulators and load runner read."""
+"""The credentials file (CSV or JSON) that `gatehouse device export` writes and the
+simulators and load runner read: one exchange format, in one place."""
 
 from __future__ import annotations
 
