@@ -206,6 +206,14 @@ class SimDevice:
             topic, "thing.measurepoint.post", params, qos=qos, reply_within=reply_within
         )
 
+    async def post_event(
+        self, event: str, values: Mapping[str, Any], *, qos: int = 0
+    ) -> dict[str, Any] | None:
+        """An event post (`thing/event/{event}/post`); the EnOS SDK sends these at QoS 0."""
+        params = {"events": dict(values), "time": int(time.time() * 1000)}
+        topic = self.topic(f"thing/event/{event}/post")
+        return await self.request(topic, f"thing.event.{event}.post", params, qos=qos)
+
     async def malformed(self, product_key: str = "", device_key: str = "") -> dict[str, Any] | None:
         """Bad behaviour on purpose: a post whose payload is not JSON. The reply's id
         cannot be known, so the first reply on the topic answers it."""

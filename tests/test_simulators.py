@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from simulators import DeviceCredentials, ModelValues, SimDevice, SimGateway
@@ -258,3 +258,29 @@ def test_the_load_runs_exported_devices(gatehouse: Gatehouse, api: Api, tmp_path
     assert result.returncode == 0, result.stderr
     assert "devices connected  5 of 5" in result.stdout, result.stdout
     assert "reply codes        200: " in result.stdout, result.stdout
+
+
+async def test_a_simulated_device_posts_events_and_answers_a_service(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    device = new_device(api, make_product())
+    answers: list[str] = []
+
+    def reboot(service: str, params: Mapping[str, object]) -> tuple[int, object]:
+        answers.append(service)
+        return 200, {"ok": True}
+
+    sim = SimDevice(creds(device), port=gatehouse.mqtt_port, on_service=reboot)
+    await sim.connect()
+    try:
+        reply = await sim.post_event("overheat", {"temp": 99.0})
+        assert reply is not None and reply["code"] == 200
+        query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+        body = {"inputData": {"delay": 1}}
+        result = await asyncio.to_thread(
+            lambda: api("commands", "invokeService", body, serviceId="reboot", **query).ok()
+        )
+        assert result["state"] == "succeeded" and result["outputData"] == {"ok": True}
+        assert answers == ["reboot"]
+    finally:
+        await sim.close()
