@@ -44,6 +44,13 @@ def state_of(api: Api, command_id: str) -> dict[str, Any]:
     return data
 
 
+def reboot(api: Api, device: Device, delay: int, **query: Any) -> Any:
+    """Invoke the thermostat's `reboot` service with `delay`."""
+    return command(
+        api, "invokeService", device, {"inputData": {"delay": delay}}, serviceId="reboot", **query
+    )
+
+
 def has_state(api: Api, command_id: str, state: str) -> bool:
     return bool(state_of(api, command_id)["state"] == state)
 
@@ -155,9 +162,7 @@ def test_a_command_to_an_offline_device_needs_a_pending_ttl(api: Api, device: De
 
 
 def test_a_device_that_never_answers_times_out(api: Api, device: Device, online: Client) -> None:
-    data = command(
-        api, "invokeService", device, {"inputData": {"delay": 1}}, serviceId="reboot", timeout="1"
-    ).ok()
+    data = reboot(api, device, 1, timeout="1").ok()
     assert data["state"] == "timed_out"
     assert online.next_received(topic(device, "thing/service/reboot"))  # it was sent
 
@@ -194,27 +199,13 @@ def test_raw_bytes_go_down_and_the_raw_reply_comes_back(
 
 
 def test_a_pending_command_is_cancelled_or_expires(api: Api, device: Device) -> None:
-    held = command(
-        api,
-        "invokeService",
-        device,
-        {"inputData": {"delay": 1}},
-        serviceId="reboot",
-        pendingTtl="60",
-    ).ok()
+    held = reboot(api, device, 1, pendingTtl="60").ok()
     assert held["state"] == "pending"
     cancelled = api("commands", "cancel", commandId=held["commandId"]).ok()
     assert cancelled["state"] == "cancelled"
     again = api("commands", "cancel", commandId=held["commandId"])
     assert again.status == 409 and "only a pending one" in again.msg
-    brief = command(
-        api,
-        "invokeService",
-        device,
-        {"inputData": {"delay": 1}},
-        serviceId="reboot",
-        pendingTtl="1",
-    ).ok()
+    brief = reboot(api, device, 1, pendingTtl="1").ok()
     eventually(lambda: state_of(api, brief["commandId"])["state"] == "expired")
     listed = command(api, "list", device, None).ok()
     assert [c["state"] for c in listed[:2]] == ["expired", "cancelled"]
@@ -222,22 +213,8 @@ def test_a_pending_command_is_cancelled_or_expires(api: Api, device: Device) -> 
 
 def test_a_full_queue_is_refused(api: Api, device: Device) -> None:
     for _ in range(50):
-        command(
-            api,
-            "invokeService",
-            device,
-            {"inputData": {"delay": 1}},
-            serviceId="reboot",
-            pendingTtl="600",
-        ).ok()
-    refused = command(
-        api,
-        "invokeService",
-        device,
-        {"inputData": {"delay": 1}},
-        serviceId="reboot",
-        pendingTtl="600",
-    )
+        reboot(api, device, 1, pendingTtl="600").ok()
+    refused = reboot(api, device, 1, pendingTtl="600")
     assert refused.status == 409 and "50 commands waiting" in refused.msg
 
 
@@ -262,17 +239,7 @@ def test_a_psm_device_gets_its_commands_in_order_after_its_next_uplink(
 ) -> None:
     device = new_device(api, make_product(**PSM))
     with connect(gatehouse.mqtt_port, device) as client:
-        held = [
-            command(
-                api,
-                "invokeService",
-                device,
-                {"inputData": {"delay": n}},
-                serviceId="reboot",
-                pendingTtl="60",
-            ).ok()
-            for n in (1, 2, 3)
-        ]
+        held = [reboot(api, device, n, pendingTtl="60").ok() for n in (1, 2, 3)]
         assert all(c["state"] == "pending" and c["timeoutMs"] == 300_000 for c in held)
         time.sleep(0.3)
         assert client.received.empty()  # connected, but a PSM device does not listen
@@ -346,14 +313,7 @@ def test_a_restart_keeps_the_queue_and_sends_nothing_twice(
             api, "invokeService", device, body, serviceId="reboot", pendingTtl="60", timeout="30"
         ).ok()
         client.next_received(topic(device, "thing/service/reboot"))  # received, never answered
-    waiting = command(
-        api,
-        "invokeService",
-        device,
-        {"inputData": {"delay": 2}},
-        serviceId="reboot",
-        pendingTtl="600",
-    ).ok()
+    waiting = reboot(api, device, 2, pendingTtl="600").ok()
     first.stop()
 
     second = new_gatehouse(

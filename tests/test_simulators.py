@@ -27,6 +27,23 @@ def platform_of(gatehouse: Gatehouse) -> Platform:
     return Platform(gatehouse.url, org)
 
 
+def gatehouse_cli(gatehouse: Gatehouse | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gatehouse ARGS` (with the ports and credentials of `gatehouse`, when given)."""
+    ports = (
+        ["--mqtt-port", str(gatehouse.mqtt_port), "--http-port", str(gatehouse.http_port)]
+        if gatehouse is not None and args[0] == "load"
+        else []
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args, *ports],
+        env=gatehouse.env() if gatehouse is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_values_walk_within_the_model() -> None:
     values = ModelValues(THERMOSTAT_TSL, seed=1)
     for _ in range(200):
@@ -113,43 +130,24 @@ async def test_a_load_with_bad_behaviour_reports_the_refusals(gatehouse: Gatehou
 
 def test_the_load_cli_prints_and_writes_its_report(gatehouse: Gatehouse, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "broker.cli",
-            "load",
-            "--devices",
-            "10",
-            "--rate",
-            "50",
-            "--duration",
-            "1",
-            "--mqtt-port",
-            str(gatehouse.mqtt_port),
-            "--http-port",
-            str(gatehouse.http_port),
-            "--no-progress",
-            "--report",
-            str(out),
-        ],
-        env=gatehouse.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = gatehouse_cli(
+        gatehouse,
+        "load",
+        "--devices",
+        "10",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+        "--no-progress",
+        "--report",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     assert "devices connected  10 of 10" in result.stdout
     report = json.loads(out.read_text())
     assert report["connected"] == 10 and report["sent"] > 0
-    bad = subprocess.run(
-        [sys.executable, "-m", "broker.cli", "load", "--rate", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = gatehouse_cli(None, "load", "--rate", "-1")
     assert bad.returncode == 2 and "must be above 0" in bad.stderr
 
 
@@ -161,29 +159,16 @@ def test_a_scenario_of_bad_behaviour_over_two_workers(gatehouse: Gatehouse, tmp_
         "reconnect_storm_share = 0.1\nstorm_reconnects = 3\n"
     )
     out = tmp_path / "report.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "broker.cli",
-            "load",
-            "--scenario",
-            str(scenario),
-            "--workers",
-            "2",
-            "--mqtt-port",
-            str(gatehouse.mqtt_port),
-            "--http-port",
-            str(gatehouse.http_port),
-            "--no-progress",
-            "--report",
-            str(out),
-        ],
-        env=gatehouse.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = gatehouse_cli(
+        gatehouse,
+        "load",
+        "--scenario",
+        str(scenario),
+        "--workers",
+        "2",
+        "--no-progress",
+        "--report",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -196,13 +181,7 @@ def test_a_scenario_of_bad_behaviour_over_two_workers(gatehouse: Gatehouse, tmp_
 def test_a_bad_scenario_says_what_is_wrong(tmp_path: Path) -> None:
     scenario = tmp_path / "typo.toml"
     scenario.write_text("devices = 5\nrat = 10\n[bad]\nwrong_secret_share = 2\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "broker.cli", "load", "--scenario", str(scenario)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = gatehouse_cli(None, "load", "--scenario", str(scenario))
     assert result.returncode == 1
     assert "rat" in result.stderr and "wrong_secret_share" in result.stderr
 
@@ -213,47 +192,18 @@ def test_the_load_runs_exported_devices(gatehouse: Gatehouse, api: Api, tmp_path
     for _ in range(5):
         new_device(api, product)
     exported = tmp_path / "devices.csv"
-    common = ["--http-port", str(gatehouse.http_port)]
-    export = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "broker.cli",
-            "device",
-            "export",
-            "--product",
-            product,
-            str(exported),
-        ],
-        env=gatehouse.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    export = gatehouse_cli(gatehouse, "device", "export", "--product", product, str(exported))
     assert export.returncode == 0, export.stderr
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "broker.cli",
-            "load",
-            "--credentials",
-            str(exported),
-            "--rate",
-            "20",
-            "--duration",
-            "1",
-            "--mqtt-port",
-            str(gatehouse.mqtt_port),
-            *common,
-            "--no-progress",
-        ],
-        env=gatehouse.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = gatehouse_cli(
+        gatehouse,
+        "load",
+        "--credentials",
+        str(exported),
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--no-progress",
     )
     assert result.returncode == 0, result.stderr
     assert "devices connected  5 of 5" in result.stdout, result.stdout
