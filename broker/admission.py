@@ -15,6 +15,8 @@ from broker.credentials import CredentialCache
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import (
     ClientIdError,
+    alink_connect_params,
+    alink_sign,
     codes,
     enos_connect_params,
     enos_sign,
@@ -25,6 +27,9 @@ from broker.protocol import (
 from broker.protocol.signs import SECURE_MODE_DEVICE_SECRET, SECURE_MODE_PRODUCT_SECRET
 from certs import read_peer_certificate
 from registry.ids import secret_matches
+
+# The Alink code for an EnOS one, where Alink has its own (protocol.md, section 7).
+ALINK_CODES = {codes.DEVICE_NOT_FOUND: 6100, codes.DEVICE_DISABLED: 6204}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,11 @@ def _admit_device(
     limiter: ConnectLimiter,
     now: float,
 ) -> Identity | Refusal:
+    alink = "&" in attempt.client_id.partition("|")[0]
+
     def refuse(reason: str, message: str, code: int | None) -> Refusal:
+        if alink and code is not None:
+            code = ALINK_CODES.get(code, code)
         return Refusal(reason, message, code, product_key, device_key)
 
     product = cache.products.get(product_key)
@@ -189,25 +198,38 @@ def _admit_device(
     except ClientIdError as exc:
         return refuse("bad-client-id", str(exc), codes.SIGN_FAILED)
     settings = product.product.settings
-    activating = client.secure_mode == SECURE_MODE_PRODUCT_SECRET
-    if activating:
-        # Dynamic activation: signed with the ProductSecret; the DeviceSecret is pushed
-        # to the device once it is in (protocol.md, section 5).
-        if not settings.dynamicActivateEnabled:
+    if alink:
+        # linkkit: securemode 2 (TLS) or 3 (TCP), both signed with the device secret.
+        if client.cid != f"{product_key}&{device_key}":
+            return refuse("bad-client-id", "the client id names another device", codes.SIGN_FAILED)
+        activating = False
+        try:
+            expected = alink_sign(
+                device.secret,
+                alink_connect_params(product_key, device_key, client.timestamp),
+                client.sign_method,
+            )
+        except ClientIdError as exc:
+            return refuse("bad-client-id", str(exc), codes.SIGN_FAILED)
+    else:
+        activating = client.secure_mode == SECURE_MODE_PRODUCT_SECRET
+        if activating and not settings.dynamicActivateEnabled:
+            # Dynamic activation: signed with the ProductSecret; the DeviceSecret is
+            # pushed to the device once it is in (protocol.md, section 5).
             return refuse(
                 "dynamic-activation",
                 "dynamic activation (securemode=3) is not enabled for this product",
                 codes.DYNAMIC_ACTIVATION_DENIED,
             )
-        secret = product.product.productSecret
-    elif client.secure_mode == SECURE_MODE_DEVICE_SECRET:
-        secret = device.secret
-    else:
-        return refuse(
-            "bad-client-id", f"securemode {client.secure_mode} is not supported", codes.SIGN_FAILED
-        )
-    params = enos_connect_params(client.cid, product_key, device_key, client.timestamp)
-    expected = enos_sign(secret, params, client.sign_method)
+        if not activating and client.secure_mode != SECURE_MODE_DEVICE_SECRET:
+            return refuse(
+                "bad-client-id",
+                f"securemode {client.secure_mode} is not supported",
+                codes.SIGN_FAILED,
+            )
+        secret = product.product.productSecret if activating else device.secret
+        params = enos_connect_params(client.cid, product_key, device_key, client.timestamp)
+        expected = enos_sign(secret, params, client.sign_method)
     if attempt.password is None or not sign_matches(expected, attempt.password):
         which = "product" if activating else "device"
         return refuse(
@@ -262,4 +284,5 @@ def _admit_device(
             f"the product's activation quota ({settings.activationQuota}) is used up",
             None,
         )
-    return DeviceIdentity(product_key, device_key, device.org_id, serial, activating)
+    dialect = "alink" if alink else "enos"
+    return DeviceIdentity(product_key, device_key, device.org_id, serial, activating, dialect)

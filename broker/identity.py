@@ -20,6 +20,7 @@ class DeviceIdentity:
     org_id: str
     cert_serial: str | None = None  # the client certificate it connected with, if any
     activating: bool = False  # connected with the ProductSecret, to get its DeviceSecret
+    dialect: str = "enos"  # "enos" or "alink": how it signed in, and how it is answered
     sys_prefix: str = field(init=False)
     ext_prefix: str = field(init=False)
 

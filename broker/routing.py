@@ -22,8 +22,10 @@ from broker.protocol import (
     EnvelopeError,
     Request,
     Uplink,
+    classify_alink_uplink,
     classify_enos_uplink,
     codes,
+    encode_alink_reply,
     encode_reply,
     parse_device_topic,
     parse_request,
@@ -38,6 +40,8 @@ MAX_ATTRIBUTES = 100
 PAYLOAD_NOT_JSON = 6207  # the EnOS SDK's "payload must be JSON"
 PARAMETER_ERROR = 460  # the EnOS SDK's "bad parameters": params that break the thing model
 NO_METHOD = 6450  # Alink: no method after raw decoding
+# Alink answers a malformed request with its "bad parameters" code (protocol.md, 7).
+ALINK_CODES = {codes.PAYLOAD_FORMAT_ERROR: PARAMETER_ERROR, codes.DEVICE_NOT_FOUND: 6100}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,8 @@ class Router:
     async def uplink(self, device: DeviceIdentity, topic: str, payload: bytes) -> Outcome:
         now_ms = int(time.time() * 1000)
         parsed = parse_device_topic(topic)
-        found = classify_enos_uplink(parsed.rest) if parsed and parsed.namespace == SYS else None
+        classify = classify_alink_uplink if device.dialect == "alink" else classify_enos_uplink
+        found = classify(parsed.rest) if parsed and parsed.namespace == SYS else None
         if found is None:
             # Replies to downlinks, `/ext/session` requests and functions gatehouse does
             # not interpret: logged and passed on to subscribers.
@@ -140,7 +145,9 @@ class Router:
             result = fault(code, str(exc))
             return self._answer(device, now_ms, topic, payload, request_id_of(payload), result)
         result = await self._request(device, product, uplink, event, request, now_ms)
-        return self._answer(device, now_ms, topic, payload, request.id, result)
+        return self._answer(
+            device, now_ms, topic, payload, request.id, result, method=request.method
+        )
 
     # -- replies and sinks -------------------------------------------------------------
 
@@ -153,13 +160,18 @@ class Router:
         request_id: str,
         result: Result,
         reply: bytes | None = None,
+        *,
+        method: str = "",
     ) -> Outcome:
         self._log(device, now_ms, topic, payload, result.code, result.message)
         for product_key, device_key, identifier, value, ts in result.latest:
             self.writer.latest(
                 product_key, device_key, identifier, orjson.dumps(value).decode(), ts
             )
-        if reply is None:
+        if reply is None and device.dialect == "alink":
+            code = ALINK_CODES.get(result.code, result.code)
+            reply = encode_alink_reply(request_id, code, result.data, result.message, method)
+        elif reply is None:
             reply = encode_reply(request_id, result.code, result.data, result.message)
         return Outcome(result.ok, reply)
 
@@ -199,6 +211,30 @@ class Router:
             return await self._batch(device, request, now_ms)
         if not isinstance(params, dict):
             return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a JSON object")
+        if uplink is Uplink.PROPERTY_POST:
+            # Alink: params are the properties themselves, each a value or {value, time}.
+            points = {
+                name: value["value"] if isinstance(value, dict) and "value" in value else value
+                for name, value in params.items()
+            }
+            result = await self._measurepoints(
+                device.product_key,
+                device.device_key,
+                product,
+                {"measurepoints": points},
+                now_ms,
+                skip=False,
+            )
+            stamps = {
+                name: int(value["time"])
+                for name, value in params.items()
+                if isinstance(value, dict) and isinstance(value.get("time"), int)
+            }
+            result.latest = [
+                (pk, dk, name, value, stamps.get(name, ts))
+                for pk, dk, name, value, ts in result.latest
+            ]
+            return result
         if uplink in (Uplink.MEASUREPOINT_POST, Uplink.MEASUREPOINT_RESUME):
             return await self._measurepoints(
                 device.product_key, device.device_key, product, params, now_ms, skip=False

@@ -13,6 +13,10 @@ from broker.protocol import (
     ClientIdError,
     EnvelopeError,
     Uplink,
+    alink_connect_params,
+    alink_credentials,
+    alink_sign,
+    classify_alink_uplink,
     classify_enos_uplink,
     encode_reply,
     enos_connect_params,
@@ -152,3 +156,29 @@ def test_the_id_of_a_faulty_request_is_found_where_it_can_be() -> None:
     assert request_id_of(b'{"id": "9", "params": 5}') == "9"
     assert request_id_of(b"{broken") == ""
     assert request_id_of(b"[]") == ""
+
+
+def test_the_alink_sign_is_linkkits() -> None:
+    """linkkit 1.2.13 signs `clientId{pk}&{dn}deviceName{dn}productKey{pk}timestamp{ts}`
+    with HMAC-SHA1 keyed by the device secret (its __config_mqtt_client_internal)."""
+    import hashlib
+    import hmac
+
+    content = "clientId" + "pk1&dn1" + "deviceName" + "dn1" + "productKey" + "pk1" + "timestamp1700"
+    linkkit = hmac.new(b"s3cret", content.encode(), hashlib.sha1).hexdigest()
+    creds = alink_credentials("pk1", "dn1", "s3cret", "1700")
+    assert creds.password == linkkit
+    assert creds.username == "dn1&pk1"
+    assert creds.client_id.startswith("pk1&dn1|securemode=3,signmethod=hmacsha1,")
+    for method in ("hmacsha256", "hmacmd5"):
+        params = alink_connect_params("pk1", "dn1", "1700")
+        assert alink_sign("s3cret", params, method) != linkkit
+    with pytest.raises(ClientIdError):
+        alink_sign("s", alink_connect_params("pk1", "dn1", "1"), "sha256")
+
+
+def test_alink_uplinks_are_classified_by_topic() -> None:
+    assert classify_alink_uplink("thing/event/property/post") == (Uplink.PROPERTY_POST, "")
+    assert classify_alink_uplink("thing/event/overheat/post") == (Uplink.EVENT_POST, "overheat")
+    assert classify_alink_uplink("thing/measurepoint/post") is None
+    assert classify_enos_uplink("thing/event/property/post") == (Uplink.EVENT_POST, "property")

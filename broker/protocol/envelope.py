@@ -64,3 +64,19 @@ def encode_reply(request_id: str, code: int, data: Any = "", message: str = "") 
 
 def encode_request(request_id: str, method: str, params: Any, version: str = "1.0") -> bytes:
     return orjson.dumps({"id": request_id, "version": version, "method": method, "params": params})
+
+
+def encode_alink_reply(
+    request_id: str, code: int, data: Any = None, message: str = "", method: str = ""
+) -> bytes:
+    """Alink's reply: the request's method and version ride along."""
+    body: dict[str, Any] = {
+        "id": request_id,
+        "code": code,
+        "data": {} if data in (None, "") else data,
+        "message": message or ("success" if code == 200 else ""),
+        "version": "1.0",
+    }
+    if method:
+        body["method"] = method
+    return orjson.dumps(body)

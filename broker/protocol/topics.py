@@ -62,6 +62,7 @@ def downlink_filters(product_key: str, device_key: str) -> tuple[str, str]:
 class Uplink(Enum):
     """EnOS uplink functions, by the topic a device publishes them on."""
 
+    PROPERTY_POST = "thing/event/property/post"  # Alink's measurepoint post
     MEASUREPOINT_POST = "thing/measurepoint/post"
     MEASUREPOINT_POST_BATCH = "thing/measurepoint/post/batch"
     MEASUREPOINT_RESUME = "thing/measurepoint/resume"
@@ -73,7 +74,9 @@ class Uplink(Enum):
     RAW_UP = "thing/model/up_raw"
 
 
-_EXACT_UPLINKS = {u.value: u for u in Uplink if "{" not in u.value}
+_EXACT_UPLINKS = {
+    u.value: u for u in Uplink if "{" not in u.value and u is not Uplink.PROPERTY_POST
+}
 
 
 def classify_enos_uplink(rest: str) -> tuple[Uplink, str] | None:
@@ -88,4 +91,17 @@ def classify_enos_uplink(rest: str) -> tuple[Uplink, str] | None:
         event = rest[12:-5]
         if event and "/" not in event:
             return Uplink.EVENT_POST, event
+    return None
+
+
+def classify_alink_uplink(rest: str) -> tuple[Uplink, str] | None:
+    """The uplink an Alink device's `/sys/{pk}/{dn}/{rest}` carries (protocol.md, section 4)."""
+    if rest == Uplink.PROPERTY_POST.value:
+        return Uplink.PROPERTY_POST, ""
+    if rest.startswith("thing/event/") and rest.endswith("/post"):
+        event = rest[12:-5]
+        if event and "/" not in event:
+            return Uplink.EVENT_POST, event
+    if rest == Uplink.RAW_UP.value:
+        return Uplink.RAW_UP, ""
     return None
