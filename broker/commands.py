@@ -245,9 +245,10 @@ class CommandService:
         topic, payload = self._message(sent)
         self.presence.links.publish(topic, payload)
 
-    @staticmethod
-    def _message(command: Command) -> tuple[str, bytes]:
+    def _message(self, command: Command) -> tuple[str, bytes]:
+        """The downlink, in the dialect the device spoke when it signed in."""
         base = f"/sys/{command.productKey}/{command.deviceKey}/thing"
+        alink = self.presence.dialects.get((command.productKey, command.deviceKey)) == "alink"
         if command.kind == "raw":
             return f"{base}/model/down_raw", command.input
         params = orjson.loads(command.input)
@@ -255,6 +256,10 @@ class CommandService:
             service = command.serviceId
             return f"{base}/service/{service}", encode_request(
                 command.requestId, f"thing.service.{service}", params
+            )
+        if alink:  # Alink sets properties with the properties themselves as params
+            return f"{base}/service/property/set", encode_request(
+                command.requestId, "thing.service.property.set", params
             )
         return f"{base}/service/measurepoint/set", encode_request(
             command.requestId, "thing.service.measurepoint.set", {"measurepoints": params}

@@ -31,6 +31,8 @@ class Presence:
         self.sessions = sessions
         self.links: Links = NoLinks()
         self.direct: set[DeviceId] = set()
+        # How each online device speaks ("enos", "alink"): downlinks go in its dialect.
+        self.dialects: dict[DeviceId, str] = {}
         # Told when a device comes online, directly or through a gateway (commands wait
         # for that).
         self.on_online: Callable[[DeviceId], None] = lambda key: None
@@ -50,6 +52,7 @@ class Presence:
             # One connection per device: connecting directly ends its gateway session.
             self.sub_offline(key, "connected directly")
         self.direct.add(key)
+        self.dialects[key] = device.dialect
         self._online(key, "")
         product = self.cache.products.get(device.product_key)
         if product is not None and product.product.settings.gatewayAccessMode == "integration":
@@ -64,9 +67,11 @@ class Presence:
         key = device.key
         for sub in self.sessions.gateway_gone(key):
             self.links.unsubscribe(device.session_key, downlink_filters(*sub))
+            self.dialects.pop(sub, None)
             self._offline(sub, f"gateway {key[0]}/{key[1]} disconnected")
         if key in self.direct:
             self.direct.discard(key)
+            self.dialects.pop(key, None)
             self._offline(key, "")
 
     def revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
@@ -87,6 +92,7 @@ class Presence:
             self.direct.discard(sub)
             self.links.kick(device_session_key(*sub))
         self.sessions.login(gateway.key, sub)
+        self.dialects[sub] = gateway.dialect
         self.links.subscribe(gateway.session_key, downlink_filters(*sub))
         self._online(sub, f"through gateway {gateway}")
 
@@ -96,6 +102,7 @@ class Presence:
         if gateway is None:
             return False
         self.links.unsubscribe(device_session_key(*gateway), downlink_filters(*sub))
+        self.dialects.pop(sub, None)
         self._offline(sub, reason)
         if notice:
             self.notify(gateway, notice, sub)

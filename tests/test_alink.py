@@ -101,3 +101,28 @@ def test_alink_refusals_are_recorded_in_alink_form(
     with alink(gatehouse, disabled) as client:
         assert client.connack == 5
     assert refusal(api, disabled)["code"] == 6204
+
+
+def test_commands_reach_an_alink_device_in_alink(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    device = new_device(api, make_product())
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    base = f"/sys/{device['productKey']}/{device['deviceKey']}/thing/service"
+    with alink(gatehouse, device) as client:
+        held = api(
+            "commands",
+            "setMeasurepoint",
+            {"measurepoints": {"target": 20}},
+            pendingTtl="30",
+            **query,
+        ).ok()
+        message = client.next_received(f"{base}/property/set")
+        body = orjson.loads(message.payload)
+        assert body["method"] == "thing.service.property.set" and body["params"] == {"target": 20}
+        reply = {"id": body["id"], "code": 200, "data": {}}
+        client.publish(message.topic + "_reply", orjson.dumps(reply), qos=1)
+        done = eventually(
+            lambda: api("commands", "get", commandId=held["commandId"]).ok()["state"] == "succeeded"
+        )
+        assert done
