@@ -222,7 +222,7 @@ class Gate:
             # (the ACL saw to that): routed, checked and counted as the sub-device's.
             credential = self.cache.devices.get(key)
             org_id = credential.org_id if credential is not None else identity.org_id
-            device = DeviceIdentity(*key, org_id)
+            device = DeviceIdentity(*key, org_id, dialect=identity.dialect)
         # A sleeping device listens right after it speaks: what waits for it goes out.
         self.commands.device_seen(key)
         if parsed.namespace == SYS and parsed.rest.endswith("_reply"):

@@ -19,7 +19,9 @@ from broker.protocol import (
     ClientIdError,
     EnvelopeError,
     Request,
+    alink_sign,
     codes,
+    encode_alink_reply,
     encode_reply,
     enos_connect_params,
     enos_sign,
@@ -33,9 +35,24 @@ from broker.writer import WriteBehind
 from registry import Attachment, Conflict, Device, Registry, RegistryError
 
 MAX_BATCH_LOGIN = 1000  # sub-devices in one combine/login/batch
+MAX_ALINK_BATCH = 50  # Alink's combine/batch_login, all or nothing
+# The Alink code for an EnOS one, where Alink has its own (protocol.md, section 7).
+ALINK_CODES = {
+    codes.PAYLOAD_FORMAT_ERROR: 460,
+    codes.DEVICE_NOT_FOUND: 6100,
+    codes.DEVICE_DISABLED: 6204,
+}
 MAX_REGISTER = 1000  # devices in one thing/device/register (the SDK's own cap)
 
 Handler = Callable[["GatewayService", DeviceIdentity, Request], Awaitable[Result]]
+
+
+def _sub_of(entry: Mapping[str, Any]) -> DeviceId:
+    """A sub-device as a request names it: deviceKey in EnOS, deviceName in Alink."""
+    return (
+        str(entry.get("productKey", "")),
+        str(entry.get("deviceKey") or entry.get("deviceName", "")),
+    )
 
 
 class GatewayService:
@@ -57,7 +74,10 @@ class GatewayService:
         self, gateway: DeviceIdentity, namespace: str, rest: str, topic: str, payload: bytes
     ) -> Outcome | None:
         """A gateway function on the device's own topics, or None if `rest` is none."""
-        handler = (SYS_FUNCTIONS if namespace == SYS else EXT_FUNCTIONS).get(rest)
+        if gateway.dialect == "alink":
+            handler = (ALINK_SYS_FUNCTIONS if namespace == SYS else ALINK_EXT_FUNCTIONS).get(rest)
+        else:
+            handler = (SYS_FUNCTIONS if namespace == SYS else EXT_FUNCTIONS).get(rest)
         if handler is None:
             return None
         try:
@@ -77,10 +97,16 @@ class GatewayService:
                 result = await handler(self, gateway, request)
             except RegistryError as exc:
                 result = fault(codes.PAYLOAD_FORMAT_ERROR, exc.msg)
-        return self._answer(gateway, topic, payload, request.id, result)
+        return self._answer(gateway, topic, payload, request.id, result, request.method)
 
     def _answer(
-        self, gateway: DeviceIdentity, topic: str, payload: bytes, request_id: str, result: Result
+        self,
+        gateway: DeviceIdentity,
+        topic: str,
+        payload: bytes,
+        request_id: str,
+        result: Result,
+        method: str = "",
     ) -> Outcome:
         now = int(time.time() * 1000)
         self.writer.event(
@@ -92,9 +118,12 @@ class GatewayService:
             code=result.code,
             detail=result.message,
         )
-        return Outcome(
-            result.ok, encode_reply(request_id, result.code, result.data, result.message)
-        )
+        if gateway.dialect == "alink":
+            code = ALINK_CODES.get(result.code, result.code)
+            reply = encode_alink_reply(request_id, code, result.data, result.message, method)
+        else:
+            reply = encode_reply(request_id, result.code, result.data, result.message)
+        return Outcome(result.ok, reply)
 
     def _is_gateway(self, gateway: DeviceIdentity) -> bool:
         product = self.cache.products.get(gateway.product_key)
@@ -105,7 +134,14 @@ class GatewayService:
         return product is not None and product.product.settings.gatewayAccessMode == "integration"
 
     def _check_sign(
-        self, sub: DeviceId, client_id: Any, timestamp: Any, method: Any, sign: Any
+        self,
+        sub: DeviceId,
+        client_id: Any,
+        timestamp: Any,
+        method: Any,
+        sign: Any,
+        *,
+        alink: bool = False,
     ) -> Result | None:
         """The sub-device exists and the sign is its secret's; None when both hold."""
         credential = self.cache.devices.get(sub)
@@ -118,9 +154,18 @@ class GatewayService:
                 f"{label}: clientId, timestamp, signMethod and sign are required strings",
             )
         try:
-            expected = enos_sign(
-                credential.secret, enos_connect_params(client_id, *sub, timestamp), method
-            )
+            if alink:  # an HMAC keyed by the sub-device's secret (protocol.md, section 6)
+                content = {
+                    "clientId": client_id,
+                    "deviceName": sub[1],
+                    "productKey": sub[0],
+                    "timestamp": timestamp,
+                }
+                expected = alink_sign(credential.secret, content, method)
+            else:
+                expected = enos_sign(
+                    credential.secret, enos_connect_params(client_id, *sub, timestamp), method
+                )
         except ClientIdError as exc:
             return fault(codes.SIGN_FAILED, f"{label}: {exc}")
         if not sign_matches(expected, sign):
@@ -137,13 +182,14 @@ class GatewayService:
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 return fault(codes.PAYLOAD_FORMAT_ERROR, f"params[{index}] must be an object")
-            sub = (str(entry.get("productKey", "")), str(entry.get("deviceKey", "")))
+            sub = _sub_of(entry)
             problem = self._check_sign(
                 sub,
                 entry.get("clientId"),
                 entry.get("timestamp"),
                 entry.get("signMethod", entry.get("signmethod")),
                 entry.get("sign"),
+                alink=gateway.dialect == "alink",
             )
             if problem is not None:
                 if problem.code == codes.DEVICE_NOT_FOUND:
@@ -165,7 +211,7 @@ class GatewayService:
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 return fault(codes.PAYLOAD_FORMAT_ERROR, f"params[{index}] must be an object")
-            sub = (str(entry.get("productKey", "")), str(entry.get("deviceKey", "")))
+            sub = _sub_of(entry)
             problem = await self.delete(gateway.key, sub, org_id=gateway.org_id)
             if problem is not None:
                 problem.message = f"params[{index}]: {problem.message}"
@@ -210,7 +256,10 @@ class GatewayService:
             self.presence.sub_offline(
                 sub, f"moved to gateway {gateway.productKey}/{gateway.deviceKey}"
             )
-            self.presence.notify(old, "delete", sub)
+            if self.presence.dialects.get(old) == "alink":
+                self.presence.notify_topo_change(old, sub)
+            else:
+                self.presence.notify(old, "delete", sub)
         gateway_id = (gateway.productKey, gateway.deviceKey)
         if self._integration(gateway_id) and gateway_id in self.presence.direct:
             identity = DeviceIdentity(gateway.productKey, gateway.deviceKey, gateway.orgId)
@@ -243,8 +292,12 @@ class GatewayService:
         timestamp: Any,
         method: Any,
         sign: Any,
+        *,
+        apply: bool = True,
     ) -> Result:
-        problem = self._check_sign(sub, client_id, timestamp, method, sign)
+        """Log a sub-device in; with `apply` False, only check that it could be."""
+        alink = gateway.dialect == "alink"
+        problem = self._check_sign(sub, client_id, timestamp, method, sign, alink=alink)
         if problem is not None:
             return problem
         label = f"{sub[0]}/{sub[1]}"
@@ -277,7 +330,7 @@ class GatewayService:
                 codes.TOO_MANY_REQUESTS,
                 f"{sessions.limit} sub-devices are online through this gateway, its limit",
             )
-        if sessions.through(*sub) != gateway.key:
+        if apply and sessions.through(*sub) != gateway.key:
             self.presence.sub_online(gateway, sub)
         return Result(
             data={"productKey": sub[0], "deviceKey": sub[1], "assetId": credential.asset_id}
@@ -287,7 +340,7 @@ class GatewayService:
         params = request.params
         if not isinstance(params, dict):
             return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a JSON object")
-        sub = (str(params.get("productKey", "")), str(params.get("deviceKey", "")))
+        sub = _sub_of(params)
         return self.login(
             gateway,
             sub,
@@ -312,7 +365,7 @@ class GatewayService:
         failed: list[dict[str, Any]] = []
         for entry in entries:
             entry = entry if isinstance(entry, dict) else {}
-            sub = (str(entry.get("productKey", "")), str(entry.get("deviceKey", "")))
+            sub = _sub_of(entry)
             result = self.login(
                 gateway,
                 sub,
@@ -337,11 +390,55 @@ class GatewayService:
             return Result(codes.DEVICE_DISABLED, f"{len(failed)} of {len(entries)} failed", data)
         return Result(data={"loginedSubDevices": logged})
 
+    async def _alink_batch_login(self, gateway: DeviceIdentity, request: Request) -> Result:
+        """Alink's `combine/batch_login`: at most 50, all or nothing (protocol.md, 6, 8)."""
+        params = request.params
+        entries = params.get("deviceList") if isinstance(params, dict) else None
+        if not isinstance(params, dict) or not isinstance(entries, list) or not entries:
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.deviceList must be a list")
+        if len(entries) > MAX_ALINK_BATCH:
+            return fault(
+                codes.PAYLOAD_FORMAT_ERROR,
+                f"at most {MAX_ALINK_BATCH} sub-devices in one batch, not {len(entries)}",
+            )
+        method = params.get("signMethod", params.get("signmethod"))
+        subs: list[tuple[DeviceId, dict[str, Any]]] = []
+        failed: list[dict[str, Any]] = []
+        first_code = 0
+        for entry in entries:
+            entry = entry if isinstance(entry, dict) else {}
+            sub = (str(entry.get("productKey", "")), str(entry.get("deviceName", "")))
+            own = entry.get("signMethod", entry.get("signmethod", method))
+            args = (entry.get("clientId"), entry.get("timestamp"), own, entry.get("sign"))
+            result = self.login(gateway, sub, *args, apply=False)
+            if not result.ok:
+                first_code = first_code or result.code
+                failed.append({"productKey": sub[0], "deviceName": sub[1], "code": result.code})
+            subs.append((sub, entry))
+        if failed:  # all or nothing: nobody is logged in
+            return Result(first_code, f"{len(failed)} of {len(entries)} failed", failed)
+        for sub, entry in subs:
+            own = entry.get("signMethod", entry.get("signmethod", method))
+            args = (entry.get("clientId"), entry.get("timestamp"), own, entry.get("sign"))
+            self.login(gateway, sub, *args)
+        return Result(data=[{"productKey": pk, "deviceName": dn} for (pk, dn), _ in subs])
+
+    async def _alink_batch_logout(self, gateway: DeviceIdentity, request: Request) -> Result:
+        entries = request.params
+        if not isinstance(entries, list) or not entries:
+            return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a list of sub-devices")
+        for entry in entries:
+            entry = entry if isinstance(entry, dict) else {}
+            sub = (str(entry.get("productKey", "")), str(entry.get("deviceName", "")))
+            if self.presence.sessions.through(*sub) == gateway.key:
+                self.presence.sub_offline(sub, "logged out")
+        return Result(data=[])
+
     async def _logout(self, gateway: DeviceIdentity, request: Request) -> Result:
         params = request.params
         if not isinstance(params, dict):
             return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a JSON object")
-        sub = (str(params.get("productKey", "")), str(params.get("deviceKey", "")))
+        sub = _sub_of(params)
         if self.cache.gateway_of.get(sub) != gateway.key:
             return fault(
                 codes.NOT_GATEWAYS_SUB_DEVICE,
@@ -376,6 +473,8 @@ class GatewayService:
             if settings.deviceType == "gateway":
                 return fault(codes.DYNAMIC_ACTIVATION_DENIED, f"params[{index}]: a gateway product")
             body = {k: v for k, v in entry.items() if k in REGISTER_FIELDS}
+            if gateway.dialect == "alink" and isinstance(entry.get("deviceName"), str):
+                body["deviceKey"] = entry["deviceName"]  # Alink's deviceName is the key
             body.setdefault("deviceName", entry.get("deviceKey") or "sub-device")
             body.setdefault("timezone", "+00:00")
             bodies.append(body)
@@ -383,6 +482,16 @@ class GatewayService:
             created = await self.registry.create_devices(gateway.org_id, bodies)
         except RegistryError as exc:
             return fault(PARAMETER_ERROR, exc.msg)
+        if gateway.dialect == "alink":
+            data = [
+                {
+                    "productKey": d.productKey,
+                    "deviceName": d.deviceKey,
+                    "deviceSecret": d.deviceSecret,
+                }
+                for d in created
+            ]
+            return Result(data=data)
         return Result(data=[d.credentials() for d in created])
 
 
@@ -396,6 +505,17 @@ SYS_FUNCTIONS: dict[str, Handler] = {
     "thing/topo/delete": GatewayService._topo_delete,
     "thing/topo/get": GatewayService._topo_get,
     "thing/device/register": GatewayService._register,
+}
+ALINK_SYS_FUNCTIONS: dict[str, Handler] = {
+    "thing/topo/add": GatewayService._topo_add,
+    "thing/topo/delete": GatewayService._topo_delete,
+    "thing/topo/get": GatewayService._topo_get,
+    "thing/sub/register": GatewayService._register,
+}
+ALINK_EXT_FUNCTIONS: dict[str, Handler] = {
+    "combine/login": GatewayService._login,
+    "combine/batch_login": GatewayService._alink_batch_login,
+    "combine/batch_logout": GatewayService._alink_batch_logout,
 }
 EXT_FUNCTIONS: dict[str, Handler] = {
     "combine/login": GatewayService._login,

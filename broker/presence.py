@@ -117,6 +117,12 @@ class Presence:
         )
         self.links.publish(f"/ext/session/{gateway[0]}/{gateway[1]}/combine/{notice}", payload)
 
+    def notify_topo_change(self, gateway: DeviceId, sub: DeviceId) -> None:
+        """Alink's `thing/topo/change` to a gateway that lost a sub-device (status 1)."""
+        params = {"status": 1, "subList": [{"productKey": sub[0], "deviceName": sub[1]}]}
+        payload = encode_request(str(next(_notice_ids)), "thing.topo.change", params)
+        self.links.publish(f"/sys/{gateway[0]}/{gateway[1]}/thing/topo/change", payload)
+
     # -- what is written -------------------------------------------------------------------
 
     def _online(self, key: DeviceId, detail: str) -> None:

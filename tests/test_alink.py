@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from broker.protocol import alink_credentials, encode_request
+from broker.protocol import alink_credentials, alink_sign, encode_request
 from tests.devices import eventually, new_device
 from tests.mqtt_client import Client
 from tests.server import Api, Gatehouse
@@ -126,3 +126,104 @@ def test_commands_reach_an_alink_device_in_alink(
             lambda: api("commands", "get", commandId=held["commandId"]).ok()["state"] == "succeeded"
         )
         assert done
+
+
+def alink_sub(device: Device, client_id: str = "", timestamp: str = "") -> dict[str, str]:
+    """A sub-device entry signed as linkkit signs it: HMAC-SHA256 with its own secret."""
+    client_id = client_id or f"{device['productKey']}&{device['deviceKey']}"
+    timestamp = timestamp or str(int(time.time() * 1000))
+    content = {
+        "clientId": client_id,
+        "deviceName": device["deviceKey"],
+        "productKey": device["productKey"],
+        "timestamp": timestamp,
+    }
+    return {
+        "productKey": device["productKey"],
+        "deviceName": device["deviceKey"],
+        "clientId": client_id,
+        "timestamp": timestamp,
+        "signmethod": "hmacsha256",
+        "sign": alink_sign(device["deviceSecret"], content, "hmacsha256"),
+    }
+
+
+def test_an_alink_gateway_logs_in_sub_devices_all_or_nothing(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    gateway = new_device(api, make_product(deviceType="gateway"))
+    sub_product = make_product(deviceType="subdevice")
+    subs = [new_device(api, sub_product) for _ in range(3)]
+    stranger = new_device(api, sub_product)
+    ext = f"/ext/session/{gateway['productKey']}/{gateway['deviceKey']}"
+    with alink(gatehouse, gateway) as client:
+        added = ask(
+            client, gateway, "thing/topo/add", "thing.topo.add", [alink_sub(s) for s in subs]
+        )
+        assert added["code"] == 200 and added["method"] == "thing.topo.add"
+        # One sub-device outside the topology: nobody is logged in (all or nothing).
+        batch = [alink_sub(s) for s in [*subs[:2], stranger]]
+        topic = f"{ext}/combine/batch_login"
+        client.publish(
+            topic, encode_request("7", "", {"signMethod": "hmacsha256", "deviceList": batch}), qos=0
+        )
+        refused = orjson.loads(client.next_received(topic + "_reply").payload)
+        assert refused["code"] == 740 and len(refused["data"]) == 1
+        query = {"productKey": sub_product, "deviceKey": subs[0]["deviceKey"]}
+        assert api("devices", "get", **query).ok()["state"] == "inactive"
+        client.publish(
+            topic, encode_request("8", "", {"deviceList": [alink_sub(s) for s in subs]}), 0
+        )
+        done = orjson.loads(client.next_received(topic + "_reply").payload)
+        assert done["code"] == 200 and len(done["data"]) == 3
+        post = ask(
+            client,
+            subs[0],
+            "thing/event/property/post",
+            "thing.event.property.post",
+            {"temp": 18.0},
+        )
+        assert post["code"] == 200 and "method" in post
+        too_many = {"deviceList": [alink_sub(subs[0])] * 51}
+        client.publish(topic, encode_request("9", "", too_many), 0)
+        assert orjson.loads(client.next_received(topic + "_reply").payload)["code"] == 460
+        logout = f"{ext}/combine/batch_logout"
+        entries = [{"productKey": s["productKey"], "deviceName": s["deviceKey"]} for s in subs]
+        client.publish(logout, encode_request("10", "", entries), 0)
+        assert orjson.loads(client.next_received(logout + "_reply").payload)["code"] == 200
+        eventually(lambda: api("devices", "get", **query).ok()["state"] == "offline")
+
+
+def test_an_alink_gateway_losing_a_sub_device_gets_topo_change(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    gateway_product = make_product(deviceType="gateway")
+    first, second = new_device(api, gateway_product), new_device(api, gateway_product)
+    sub = new_device(api, make_product(deviceType="subdevice"))
+    with alink(gatehouse, first) as one, alink(gatehouse, second) as two:
+        assert ask(one, first, "thing/topo/add", "thing.topo.add", [alink_sub(sub)])["code"] == 200
+        assert ask(two, second, "thing/topo/add", "thing.topo.add", [alink_sub(sub)])["code"] == 200
+        topic = f"/sys/{first['productKey']}/{first['deviceKey']}/thing/topo/change"
+        notice = orjson.loads(one.next_received(topic).payload)
+        assert notice["method"] == "thing.topo.change" and notice["params"]["status"] == 1
+        assert notice["params"]["subList"] == [
+            {"productKey": sub["productKey"], "deviceName": sub["deviceKey"]}
+        ]
+
+
+def test_an_alink_gateway_registers_sub_devices(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    gateway = new_device(api, make_product(deviceType="gateway"))
+    dynamic = make_product(deviceType="subdevice", dynamicActivateEnabled=True)
+    name = f"alinkreg{int(time.time() * 1000) % 10_000_000}"
+    with alink(gatehouse, gateway) as client:
+        reply = ask(
+            client,
+            gateway,
+            "thing/sub/register",
+            "thing.sub.register",
+            [{"productKey": dynamic, "deviceName": name}],
+        )
+    assert reply["code"] == 200
+    assert reply["data"][0]["deviceName"] == name and reply["data"][0]["deviceSecret"]
