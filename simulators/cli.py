@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--ramp", type=_positive, default=500.0, help="CONNECTs a second")
     load.add_argument("--qos", type=int, choices=(0, 1), default=1)
     load.add_argument(
+        "--dialect",
+        choices=("enos", "alink"),
+        default="enos",
+        help="how the devices sign in and post (gateways speak EnOS)",
+    )
+    load.add_argument(
         "--wrong-secret-share",
         type=_share,
         default=0.0,
@@ -145,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         one.add_argument("--rate", type=_positive, default=1.0, help="posts a second")
         one.add_argument("--duration", type=_positive, default=60.0, help="seconds to run")
         one.add_argument("--qos", type=int, choices=(0, 1), default=1)
+        one.add_argument(
+            "--dialect",
+            choices=("enos", "alink"),
+            default="enos",
+            help="sign in and post as the EnOS SDK or as linkkit does",
+        )
         one.add_argument("--ca", type=Path, help="connect over TLS, trusting this CA (PEM)")
         one.add_argument("--cert", type=Path, help="a client certificate (PEM), with --key-file")
         one.add_argument("--key-file", type=Path, help="the client certificate's key (PEM)")
@@ -205,6 +217,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             min(settings["devices"], len(exported)) if "devices" in settings else len(exported)
         )
     config = LoadConfig(
+        dialect=args.dialect,
         credentials=exported,
         host=args.host,
         mqtt_port=args.mqtt_port,
@@ -247,7 +260,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 async def _simulate(
     args: argparse.Namespace, tsl: dict[str, object], subs: list[DeviceCredentials]
 ) -> int:
-    creds = DeviceCredentials(args.product, args.key, args.secret, getattr(args, "activate", False))
+    creds = DeviceCredentials(
+        args.product, args.key, args.secret, getattr(args, "activate", False), args.dialect
+    )
     device: SimDevice
     if args.kind == "gateway":
         device = SimGateway(creds, subs, args.host, args.mqtt_port, tls=_tls(args))

@@ -22,7 +22,13 @@ from typing import Any
 import gmqtt
 import orjson
 
-from broker.protocol import encode_reply, encode_request, enos_credentials, parse_device_topic
+from broker.protocol import (
+    alink_credentials,
+    encode_reply,
+    encode_request,
+    enos_credentials,
+    parse_device_topic,
+)
 
 log = logging.getLogger("gatehouse.sim")
 
@@ -37,6 +43,7 @@ class DeviceCredentials:
     device_key: str
     secret: str  # the DeviceSecret, or the ProductSecret with `activate`
     activate: bool = False  # dynamic activation (securemode 3)
+    dialect: str = "enos"  # "enos", or "alink" to sign and post as linkkit does
 
 
 class ConnectRefused(Exception):
@@ -101,13 +108,21 @@ class SimDevice:
     # -- connection ------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        creds = enos_credentials(
-            self.creds.product_key,
-            self.creds.device_key,
-            self.creds.secret,
-            str(int(time.time() * 1000)),
-            secure_mode=3 if self.creds.activate else 2,
-        )
+        if self.creds.dialect == "alink":
+            creds = alink_credentials(
+                self.creds.product_key,
+                self.creds.device_key,
+                self.creds.secret,
+                str(int(time.time())),
+            )
+        else:
+            creds = enos_credentials(
+                self.creds.product_key,
+                self.creds.device_key,
+                self.creds.secret,
+                str(int(time.time() * 1000)),
+                secure_mode=3 if self.creds.activate else 2,
+            )
         mqtt = gmqtt.Client(creds.client_id, clean_session=True)
         mqtt.set_auth_credentials(creds.username, creds.password)
         mqtt.set_config({"reconnect_retries": 0})
@@ -197,6 +212,11 @@ class SimDevice:
         reply_within: float = 10.0,
     ) -> dict[str, Any] | None:
         """A measurepoint post; while offline it is buffered for `resume`."""
+        if self.creds.dialect == "alink":  # Alink: the properties themselves are the params
+            topic = self.topic("thing/event/property/post", product_key, device_key)
+            return await self.request(
+                topic, "thing.event.property.post", dict(points), qos=qos, reply_within=reply_within
+            )
         params = {"measurepoints": dict(points), "time": int(time.time() * 1000)}
         if not self.connected:
             self.buffer.append(params)

@@ -64,6 +64,7 @@ class LoadConfig:
     progress: bool = True
     # Devices exported by `gatehouse device export` to use instead of new ones.
     credentials: tuple[DeviceCredentials, ...] = ()
+    dialect: str = "enos"  # how the directly connected devices sign in and post
 
 
 @dataclass(slots=True)

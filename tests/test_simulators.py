@@ -234,3 +234,17 @@ async def test_a_simulated_device_posts_events_and_answers_a_service(
         assert answers == ["reboot"]
     finally:
         await sim.close()
+
+
+async def test_a_load_in_the_alink_dialect(gatehouse: Gatehouse) -> None:
+    config = LoadConfig(
+        devices=10,
+        rate=50,
+        duration=1.0,
+        mqtt_port=gatehouse.mqtt_port,
+        dialect="alink",
+        progress=False,
+    )
+    report = await run_load(platform_of(gatehouse), config)
+    assert report.connected == 10 and report.failures == {}
+    assert report.reply_codes == {"200": report.replied} and report.replied > 0
