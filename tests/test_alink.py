@@ -227,3 +227,13 @@ def test_an_alink_gateway_registers_sub_devices(
         )
     assert reply["code"] == 200
     assert reply["data"][0]["deviceName"] == name and reply["data"][0]["deviceSecret"]
+
+
+def test_an_unknown_alink_device_is_refused_with_alinks_code(
+    gatehouse: Gatehouse, make_product: Callable[..., str]
+) -> None:
+    ghost = {"productKey": make_product(), "deviceKey": "ghostalink1", "deviceSecret": "whatever99"}
+    with alink(gatehouse, ghost) as client:
+        assert client.connack == 5
+    # Nothing is recorded against a device that does not exist; the log says why.
+    eventually(lambda: "ghostalink1: the device does not exist (6100)" in gatehouse.log())
