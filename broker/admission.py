@@ -269,6 +269,12 @@ def _admit_device(
             )
         if cert.serial in cache.revoked:
             return refuse("certificate-revoked", f"certificate {cert.serial} is revoked", None)
+        if not cache.certificate_is_current(product_key, device_key, cert.serial):
+            return refuse(
+                "certificate-unknown",
+                f"certificate {cert.serial} is not one of this device's certificates",
+                None,
+            )
         if cert.not_after <= time.time() * 1000:
             return refuse("certificate-expired", f"certificate {cert.serial} has expired", None)
         serial = cert.serial

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from registry import Device, Organization, Product, SqliteStore
+from registry import Certificate, Device, Organization, Product, SqliteStore
 
 DeviceId = tuple[str, str]  # (ProductKey, DeviceKey)
 
@@ -52,6 +52,9 @@ class CredentialCache:
         self.gateway_of: dict[DeviceId, DeviceId] = {}
         self.children: dict[DeviceId, set[DeviceId]] = {}
         self.revoked: set[str] = set()  # serials of revoked device certificates
+        # Each device's certificates: admission takes no other (and none revoked), so that
+        # a device made again with a deleted one's key does not inherit its certificates.
+        self.certificates: dict[DeviceId, set[str]] = {}
         # Called when a certificate is revoked, to end connections that use it.
         self.on_certificate_revoked: Callable[[str], None] | None = None
         # Called when a device may no longer stay connected: (pk, dk, deleted).
@@ -65,6 +68,8 @@ class CredentialCache:
         for device in await store.all_devices():
             self._put(device)
         self.revoked.update(await store.revoked_serials())
+        for serial, product_key, device_key in await store.live_certificates():
+            self.certificates.setdefault((product_key, device_key), set()).add(serial)
         for topo in await store.all_topology():
             gateway = (topo.gatewayProductKey, topo.gatewayDeviceKey)
             self.topology_changed(topo.productKey, topo.deviceKey, gateway)
@@ -106,6 +111,8 @@ class CredentialCache:
         self.topology_changed(product_key, device_key, None)
         for sub in self.children.pop(key, set()):
             self.gateway_of.pop(sub, None)
+        # The registry revoked the device's certificates along with it.
+        self.revoked.update(self.certificates.pop(key, set()))
         entry = self.devices.pop(key, None)
         product = self.products.get(product_key)
         if entry is not None and entry.activated and product is not None:
@@ -138,7 +145,16 @@ class CredentialCache:
             self.gateway_of[key] = gateway
             self.children.setdefault(gateway, set()).add(key)
 
+    def certificate_issued(self, cert: Certificate) -> None:
+        self.certificates.setdefault((cert.productKey, cert.deviceKey), set()).add(cert.certSN)
+
     def certificate_revoked(self, serial: str) -> None:
         self.revoked.add(serial)
         if self.on_certificate_revoked is not None:
             self.on_certificate_revoked(serial)
+
+    def certificate_is_current(self, product_key: str, device_key: str, serial: str) -> bool:
+        """Whether `serial` is one of this device's certificates and not revoked."""
+        return serial in self.certificates.get((product_key, device_key), ()) and (
+            serial not in self.revoked
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from registry.models import Device, Organization, Product
+from registry.models import Certificate, Device, Organization, Product
 
 
 class RegistryObserver(Protocol):
@@ -26,5 +26,7 @@ class RegistryObserver(Protocol):
         self, product_key: str, device_key: str, gateway: tuple[str, str] | None
     ) -> None:
         """The sub-device's gateway is now `gateway` (ProductKey, DeviceKey), or none."""
+
+    def certificate_issued(self, cert: Certificate) -> None: ...
 
     def certificate_revoked(self, serial: str) -> None: ...

@@ -463,7 +463,8 @@ class Registry:
         return updated
 
     async def delete_device(self, device: Device) -> None:
-        await self.store.delete_device(device.productKey, device.deviceKey)
+        # Its certificates are revoked with it (and the cache forgets them in device_deleted).
+        await self.store.delete_device(device.productKey, device.deviceKey, ids.now_ms())
         for observer in self.observers:
             observer.device_deleted(device.productKey, device.deviceKey)
 
@@ -522,7 +523,10 @@ class Registry:
             observer.certificate_revoked(serial)
 
     async def list_certificates(self, device: Device) -> list[Certificate]:
-        return await self.store.list_certificates(device.productKey, device.deviceKey)
+        """This device's certificates: none of an earlier device of the same key."""
+        return await self.store.list_certificates(
+            device.productKey, device.deviceKey, device.createdAt
+        )
 
     def _authority(self) -> CertificateAuthority:
         if self.ca is None:
@@ -560,6 +564,8 @@ class Registry:
             createdAt=ids.now_ms(),
         )
         await self.store.insert_certificate(cert)
+        for observer in self.observers:
+            observer.certificate_issued(cert)
         return cert
 
     # ------------------------------------------------------------------ bindings

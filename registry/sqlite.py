@@ -443,13 +443,20 @@ class SqliteStore:
             ),
         )
 
-    async def delete_device(self, product_key: str, device_key: str) -> None:
+    async def delete_device(self, product_key: str, device_key: str, when: int) -> None:
         async with self.transaction() as db:
-            for table in ("device_latest", "device_log", "commands", "certificates", "devices"):
+            for table in ("device_latest", "device_log", "commands", "devices"):
                 await db.execute(
                     f"DELETE FROM {table} WHERE product_key = ? AND device_key = ?",  # noqa: S608
                     (product_key, device_key),
                 )
+            # The certificates stay, revoked: a device made again with the same key must
+            # not inherit them, and a restart must still know their serials are dead.
+            await db.execute(
+                "UPDATE certificates SET revoked_at = ?"
+                " WHERE product_key = ? AND device_key = ? AND revoked_at IS NULL",
+                (when, product_key, device_key),
+            )
 
     async def all_devices(self) -> list[Device]:
         return [_device(r) for r in await self._all("SELECT * FROM devices")]
@@ -672,17 +679,27 @@ class SqliteStore:
             > 0
         )
 
-    async def list_certificates(self, product_key: str, device_key: str) -> list[Certificate]:
+    async def list_certificates(
+        self, product_key: str, device_key: str, since: int
+    ) -> list[Certificate]:
+        """The certificates issued since `since` (the device's creation: not its forebears')."""
         rows = await self._all(
             "SELECT * FROM certificates WHERE product_key = ? AND device_key = ?"
-            " ORDER BY created_at DESC",
-            (product_key, device_key),
+            " AND created_at >= ? ORDER BY created_at DESC",
+            (product_key, device_key, since),
         )
         return [_certificate(r) for r in rows]
 
     async def revoked_serials(self) -> list[str]:
         rows = await self._all("SELECT serial FROM certificates WHERE revoked_at IS NOT NULL")
         return [r[0] for r in rows]
+
+    async def live_certificates(self) -> list[tuple[str, str, str]]:
+        """(serial, ProductKey, DeviceKey) of every certificate not revoked."""
+        rows = await self._all(
+            "SELECT serial, product_key, device_key FROM certificates WHERE revoked_at IS NULL"
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     # ------------------------------------------------------------------ topology
 
