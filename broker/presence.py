@@ -39,7 +39,10 @@ class Presence:
 
     @property
     def online(self) -> int:
-        return len(self.direct) + sum(self.sessions.count(g) for g in self.direct)
+        """Devices online, directly or through a gateway. Read on every connect and
+        disconnect, so it is counted as presence changes, never by a walk: a device is
+        in `direct` or logged in through one gateway, never both."""
+        return len(self.direct) + self.sessions.online
 
     def is_online(self, device: DeviceId) -> bool:
         return device in self.direct or self.sessions.through(*device) is not None
@@ -65,10 +68,7 @@ class Presence:
 
     def disconnected(self, device: DeviceIdentity) -> None:
         key = device.key
-        for sub in self.sessions.gateway_gone(key):
-            self.links.unsubscribe(device.session_key, downlink_filters(*sub))
-            self.dialects.pop(sub, None)
-            self._offline(sub, f"gateway {key[0]}/{key[1]} disconnected")
+        self._subs_gone(key, "disconnected")
         if key in self.direct:
             self.direct.discard(key)
             self.dialects.pop(key, None)
@@ -80,9 +80,20 @@ class Presence:
         reason = "deleted" if deleted else "disabled"
         self.sub_offline(key, reason, notice="delete" if deleted else "disable")
         if key in self.direct:
+            # A gateway's sub-devices go with it now, not when its connection has ended.
+            self._subs_gone(key, reason)
             self.direct.discard(key)
+            self.dialects.pop(key, None)
             self._offline(key, reason)
             self.links.kick(device_session_key(product_key, device_key))
+
+    def _subs_gone(self, gateway: DeviceId, reason: str) -> None:
+        """Every sub-device logged in through a gateway that is gone goes offline."""
+        session_key = device_session_key(*gateway)
+        for sub in self.sessions.gateway_gone(gateway):
+            self.links.unsubscribe(session_key, downlink_filters(*sub))
+            self.dialects.pop(sub, None)
+            self._offline(sub, f"gateway {gateway[0]}/{gateway[1]} {reason}")
 
     # -- sub-devices -------------------------------------------------------------------------
 

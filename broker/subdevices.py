@@ -24,6 +24,11 @@ class SubDeviceSessions:
     def of(self, gateway: DeviceId) -> Iterator[DeviceId]:
         return iter(tuple(self._subs.get(gateway, ())))
 
+    @property
+    def online(self) -> int:
+        """Sub-devices logged in, through any gateway (kept by the dict: no walk)."""
+        return len(self._gateway)
+
     def count(self, gateway: DeviceId) -> int:
         return len(self._subs.get(gateway, ()))
 
