@@ -10,6 +10,7 @@ itself into a device's session.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from broker.admission import ConnectAttempt, Refusal
-from broker.core import BrokerHooks, GatehouseBroker, GatehouseHandler
+from broker.core import ROUTE, BrokerHooks, GatehouseBroker, GatehouseHandler, Verdict
 from broker.gate import Gate
 from broker.identity import AnonymousIdentity, DeviceIdentity
 
@@ -122,16 +123,24 @@ class GateHooks(BrokerHooks):
         if identity is not None:
             self.gate.disconnected(identity)
 
-    async def published(self, session: Session, topic: str, data: bytes, qos: int) -> bool:
+    async def published(self, session: Session, topic: str, data: bytes, qos: int) -> Verdict:
         identity = getattr(session, "identity", None)
         if identity is None:
-            return True
+            return ROUTE
         outcome = await self.gate.uplink(identity, topic, data)
         if outcome is None:
-            return True
-        if outcome.reply is not None:
-            await self.broker.route(topic + "_reply", outcome.reply, min(qos, IMPLICIT_QOS))
-        return outcome.accepted
+            return ROUTE
+        if outcome.reply is None:
+            return Verdict(outcome.accepted, outcome.stored)
+        reply_topic, reply_qos = topic + "_reply", min(qos, IMPLICIT_QOS)
+
+        async def respond(failure: BaseException | None) -> None:
+            """The reply, once the message is stored (or known not to be)."""
+            reply = outcome.reply if failure is None else outcome.unstored_reply or outcome.reply
+            if reply is not None:
+                await self.broker.route(reply_topic, reply, reply_qos)
+
+        return Verdict(outcome.accepted, outcome.stored, respond)
 
     # -- broker.links.Links: what the gate asks of the broker --------------------------
 
@@ -155,4 +164,9 @@ class GateHooks(BrokerHooks):
     def publish(self, topic: str, payload: bytes) -> None:
         task = asyncio.ensure_future(self.broker.route(topic, payload, IMPLICIT_QOS))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(functools.partial(self._sent, topic))
+
+    def _sent(self, topic: str, task: asyncio.Future[int]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sending to %s failed: %r", topic, task.exception())

@@ -8,6 +8,7 @@ sinks. A fault is always a reply with a code and a message, never an exception.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,9 +49,10 @@ ALINK_CODES = {codes.PAYLOAD_FORMAT_ERROR: PARAMETER_ERROR, codes.DEVICE_NOT_FOU
 class Outcome:
     accepted: bool  # route the message on to subscribers
     reply: bytes | None = None  # published on `<topic>_reply`
-
-
-ACCEPTED = Outcome(True)
+    # Done when what the message wrote is stored; the reply and PUBACK wait for it.
+    stored: asyncio.Future[None] | None = None
+    # The reply instead of `reply` if it could not be stored (a success reply would lie).
+    unstored_reply: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -122,7 +124,7 @@ class Router:
             # Replies to downlinks, `/ext/session` requests and functions gatehouse does
             # not interpret: logged and passed on to subscribers.
             self._log(device, now_ms, topic, payload, None, "")
-            return ACCEPTED
+            return Outcome(True, stored=self.writer.committed())
         uplink, event = found
         product = self.cache.products.get(device.product_key)
         if len(payload) > self.max_payload:
@@ -168,12 +170,20 @@ class Router:
             self.writer.latest(
                 product_key, device_key, identifier, orjson.dumps(value).decode(), ts
             )
-        if reply is None and device.dialect == "alink":
+        if reply is None:
+            reply = self._reply(device, request_id, result, method)
+        unstored = None
+        if result.ok:
+            why = fault(codes.SERVER_ERROR, "not stored: the registry cannot write; try again")
+            unstored = self._reply(device, request_id, why, method)
+        return Outcome(result.ok, reply, self.writer.committed(), unstored)
+
+    @staticmethod
+    def _reply(device: DeviceIdentity, request_id: str, result: Result, method: str) -> bytes:
+        if device.dialect == "alink":
             code = ALINK_CODES.get(result.code, result.code)
-            reply = encode_alink_reply(request_id, code, result.data, result.message, method)
-        elif reply is None:
-            reply = encode_reply(request_id, result.code, result.data, result.message)
-        return Outcome(result.ok, reply)
+            return encode_alink_reply(request_id, code, result.data, result.message, method)
+        return encode_reply(request_id, result.code, result.data, result.message)
 
     def _log(
         self,

@@ -1,9 +1,18 @@
-"""The sinks, written behind: presence, the device log and latest values, in batches.
+"""The sinks, written behind in group commits: presence, the device log and latest values.
 
-The broker loop only appends to in-memory buffers; one task flushes them to SQLite
-every `interval` seconds in a single transaction (aiosqlite runs it on its own
-thread). Every buffer is bounded: presence and latest values coalesce per device, and
-the log drops its oldest rows when a flush cannot keep up (counted in `stats`).
+The broker loop only appends to in-memory buffers; one task writes them to the store
+in a single transaction per batch (aiosqlite runs it on its own thread). A message
+whose answer claims it was stored asks `committed()` for the future of the batch its
+rows are in, and answers only when that batch has committed: while one batch is being
+written the next one fills, so batches grow with the load (group commit). Rows nobody
+waits for (presence) are written within `interval`.
+
+When the store cannot write, the batch's futures fail with `StorageUnavailable` (the
+devices get an error reply and no PUBACK), `stats` and the log say so once, and the
+next batch tries again, so writing resumes by itself when the disk does.
+
+Every buffer is bounded: presence and latest values coalesce per device, and the log
+drops its oldest rows when a flush cannot keep up (counted in `stats`).
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
-from registry import SqliteStore
+from registry import SqliteStore, StorageUnavailable
 from registry.sqlite import LatestRow, LogRow, PresenceRow
 
 log = logging.getLogger("gatehouse.writer")
@@ -25,12 +35,16 @@ class WriterStats:
     flushes: int = 0
     rows: int = 0
     dropped_log: int = 0  # log rows dropped because the buffer was full
-    failures: int = 0
+    failures: int = 0  # batches the store could not write (their senders were told)
+    failing: bool = False  # the last batch failed: the store cannot write now
+    last_error: str = ""  # why the last failed batch failed
+    failing_since: float | None = None  # epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
 class WriterConfig:
-    interval: float = 0.25  # seconds between flushes
+    interval: float = 0.25  # seconds before rows nobody waits for are written
+    retry_interval: float = 0.1  # seconds between batches while the store is failing
     log_keep: int = 100_000  # rows the device log keeps, newest first
     log_payload_max: int = 16 * 1024  # bytes of each payload the log keeps
     max_pending_log: int = 20_000  # log rows buffered between flushes
@@ -46,6 +60,10 @@ class WriteBehind:
         self._latest: dict[tuple[str, str, str], LatestRow] = {}
         self._task: asyncio.Task[None] | None = None
         self._since_prune = 0
+        # The future of the batch now filling, made when somebody first waits on it.
+        self._next: asyncio.Future[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
 
     # -- what the broker loop calls: no I/O ----------------------------------------------
 
@@ -86,6 +104,16 @@ class WriteBehind:
         if held is None or held[4] <= ts:
             self._latest[key] = (product_key, device_key, identifier, value, ts)
 
+    def committed(self) -> asyncio.Future[None]:
+        """Done when every row buffered so far is stored; `StorageUnavailable` if not.
+
+        Shared by every caller of one batch: await it through `asyncio.shield`.
+        """
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        return self._next
+
     def forget(self, product_key: str, device_key: str) -> None:
         """Drop what is buffered for a device that has just been deleted."""
         self._presence.pop((product_key, device_key), None)
@@ -101,37 +129,88 @@ class WriteBehind:
         self._task = asyncio.create_task(self._run(), name="gatehouse-writer")
 
     async def stop(self) -> None:
+        """Write what is buffered and stop; raises `StorageUnavailable` if it cannot."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Not cancelled: a batch being written finishes and its waiters hear of it.
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(Exception):
                 await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.interval)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.interval)
+            self._wake.clear()
             try:
                 await self.flush()
+            except StorageUnavailable:
+                # Told to every waiter and in the stats; try again after a pause rather
+                # than spin on a full disk.
+                await asyncio.sleep(self.config.retry_interval)
             except Exception:
                 self.stats.failures += 1
-                log.exception("writing device data behind failed; the batch is lost")
+                log.exception("writing device data behind failed")
 
     async def flush(self) -> None:
+        """Write one batch: what is buffered now. Its waiters learn how it went."""
         presence, log_rows, latest = (
             list(self._presence.values()),
             list(self._log),
             list(self._latest.values()),
         )
+        done, self._next = self._next, None
         self._presence.clear()
         self._log.clear()
         self._latest.clear()
         if not (presence or log_rows or latest):
+            if done is not None:
+                done.set_result(None)
             return
-        await self.store.write_behind(presence, log_rows, latest)
+        try:
+            await self.store.write_behind(presence, log_rows, latest)
+        except Exception as exc:
+            failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
+            self._failed(failure, len(presence) + len(log_rows) + len(latest))
+            if done is not None and not done.done():
+                done.set_exception(failure)
+                done.exception()  # retrieved: a batch nobody awaited is not an error
+            raise
+        if done is not None and not done.done():
+            done.set_result(None)
+        self._recovered()
         self.stats.flushes += 1
         self.stats.rows += len(presence) + len(log_rows) + len(latest)
         self._since_prune += len(log_rows)
         if self._since_prune >= self.config.log_keep // 10:
             self._since_prune = 0
-            await self.store.prune_log(self.config.log_keep)
+            try:
+                await self.store.prune_log(self.config.log_keep)
+            except StorageUnavailable as exc:
+                log.warning("pruning the device log failed: %s", exc.msg)
+
+    def _failed(self, exc: StorageUnavailable, rows: int) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = exc.msg
+        if not self.stats.failing:
+            self.stats.failing = True
+            self.stats.failing_since = time.time()
+            log.error(
+                "the registry cannot write (%s): %d rows not stored; devices get error"
+                " replies and no PUBACK, and the API answers 503, until it can",
+                exc.msg,
+                rows,
+            )
+
+    def _recovered(self) -> None:
+        if self.stats.failing:
+            since = self.stats.failing_since or time.time()
+            log.warning(
+                "the registry writes again, after %.1f s (%d batches not stored)",
+                time.time() - since,
+                self.stats.failures,
+            )
+            self.stats.failing = False
+            self.stats.failing_since = None

@@ -9,6 +9,7 @@ from registry.errors import (
     InvalidArgument,
     NotFound,
     RegistryError,
+    StorageUnavailable,
     Unauthorized,
 )
 from registry.models import (
@@ -52,6 +53,7 @@ __all__ = [
     "RegistryError",
     "RegistryObserver",
     "SqliteStore",
+    "StorageUnavailable",
     "ThingModel",
     "ThingModelCreate",
     "Unauthorized",

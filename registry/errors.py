@@ -49,3 +49,13 @@ class DeviceKeyExists(Conflict):
 
 class DeviceLimitExceeded(Conflict):
     code = 11739
+
+
+class StorageUnavailable(RegistryError):
+    """The store cannot read or write (disk full, read-only, not a database, ...).
+
+    Nothing of the failed operation was stored; the message names the file and why.
+    """
+
+    code = 99503
+    status = 503

@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from registry.errors import StorageUnavailable
 from registry.migrations import MIGRATIONS
 from registry.models import (
     Binding,
@@ -36,6 +37,32 @@ PresenceRow = tuple[int, int, int | None, str, str]
 LogRow = tuple[str, str, int, str, str, bytes | None, int | None, str]
 # (product_key, device_key, identifier, value as JSON, ts)
 LatestRow = tuple[str, str, str, str, int]
+
+
+# SQLite's primary result codes that mean the file cannot be used as it is, rather
+# than a fault in the statement (https://sqlite.org/rescode.html).
+_UNAVAILABLE = {
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_PERM",
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+}
+
+
+def _unavailable(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    return "_".join(name.split("_")[:2]) in _UNAVAILABLE  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    """What is wrong, in SQLite's words, with the disk's own where it has one."""
+    return str(exc) or type(exc).__name__
+
 
 DEVICE_COLUMNS = (
     "org_id, product_key, device_key, device_secret, asset_id, name, timezone, description,"
@@ -179,13 +206,19 @@ class SqliteStore:
         return self._db
 
     async def open(self) -> None:
-        self._db = await aiosqlite.connect(self._path)
-        self._db.row_factory = sqlite3.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
+        """Open and migrate the database; `StorageUnavailable` names the file if it cannot."""
         try:
+            self._db = await aiosqlite.connect(self._path)
+            self._db.row_factory = sqlite3.Row
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
             await self._migrate()
+        except sqlite3.Error as exc:
+            # A connection left open keeps aiosqlite's (non-daemon) thread alive, and the
+            # process would never exit.
+            await self.close()
+            raise StorageUnavailable(f"{self._path}: {_reason(exc)}") from exc
         except BaseException:
             await self.close()
             raise
@@ -236,8 +269,12 @@ class SqliteStore:
             try:
                 yield self.db
                 await self.db.commit()
-            except BaseException:
-                await self.db.rollback()
+            except BaseException as exc:
+                # A full disk can fail the rollback too; what matters is the first error.
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.rollback()
+                if isinstance(exc, sqlite3.Error) and _unavailable(exc):
+                    raise StorageUnavailable(f"cannot write {self._path}: {_reason(exc)}") from exc
                 raise
 
     # ------------------------------------------------------------------ organizations

@@ -10,7 +10,7 @@ import amqtt
 
 from broker.core.broker import CoreLimits, CoreStats, GatehouseBroker
 from broker.core.handler import GatehouseHandler
-from broker.core.hooks import BrokerHooks
+from broker.core.hooks import DROP, ROUTE, BrokerHooks, Verdict
 from broker.core.session import GatehouseSession
 from broker.core.subscriptions import SubscriptionIndex, is_valid_filter, matches
 
@@ -24,6 +24,8 @@ if amqtt.__version__ != AMQTT_VERSION:  # pragma: no cover - guards a mis-instal
 
 __all__ = [
     "AMQTT_VERSION",
+    "DROP",
+    "ROUTE",
     "BrokerHooks",
     "CoreLimits",
     "CoreStats",
@@ -31,6 +33,7 @@ __all__ = [
     "GatehouseHandler",
     "GatehouseSession",
     "SubscriptionIndex",
+    "Verdict",
     "is_valid_filter",
     "matches",
 ]

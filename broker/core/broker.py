@@ -26,18 +26,18 @@ from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError
 from amqtt.events import BrokerEvents
-from amqtt.mqtt.constants import QOS_0
+from amqtt.mqtt.constants import QOS_0, QOS_1
 from amqtt.mqtt.protocol.broker_handler import (
     BrokerProtocolHandler,
     Subscription,
     UnSubscription,
 )
 from amqtt.mqtt.publish import PublishPacket
-from amqtt.session import ApplicationMessage, Session
+from amqtt.session import ApplicationMessage, IncomingApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
 from broker.core.handler import GatehouseHandler
-from broker.core.hooks import BrokerHooks
+from broker.core.hooks import DROP, BrokerHooks, Verdict
 from broker.core.session import GatehouseSession
 from broker.core.subscriptions import SubscriptionIndex, has_wildcard, is_valid_filter, matches
 
@@ -283,29 +283,41 @@ class GatehouseBroker(Broker):
         """
         assert isinstance(handler, GatehouseHandler)
         disconnect_waiter = asyncio.ensure_future(handler.wait_disconnect())
-        publishes = asyncio.create_task(self._consume_publishes(client_session))
+        publishes = asyncio.create_task(self._consume_publishes(client_session, handler))
         try:
             await asyncio.wait([disconnect_waiter, publishes], return_when=asyncio.FIRST_COMPLETED)
             if not publishes.done():
-                # PUBLISHes read before the client left were acknowledged (QoS 1 is put in
-                # the queue before its PUBACK): route them before the consumer stops.
+                # PUBLISHes read before the client left are handled (and stored) before
+                # the consumer stops, though the client will not see their PUBACKs.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         client_session.delivered_message_queue.join(), DRAIN_WAIT
                     )
+            if handler.acker is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(handler.acker), DRAIN_WAIT)
         finally:
             publishes.cancel()
-            await asyncio.gather(publishes, return_exceptions=True)
+            (failure,) = await asyncio.gather(publishes, return_exceptions=True)
+            if isinstance(failure, Exception):
+                log.error(
+                    "%s: handling its PUBLISH failed, disconnecting: %r",
+                    client_session.client_id,
+                    failure,
+                    exc_info=failure,
+                )
+            if handler.acker is not None:
+                handler.acker.cancel()
         if not disconnect_waiter.done():  # the consumer ended the connection (protocol error)
             handler.abort()
         await self._handle_disconnect(client_session, handler, disconnect_waiter)
 
-    async def _consume_publishes(self, session: Session) -> None:
+    async def _consume_publishes(self, session: Session, handler: GatehouseHandler) -> None:
         inbound = session.delivered_message_queue
         while True:
             message = await inbound.get()
             try:
-                if not await self._handle_publish(session, message):
+                if not await self._handle_publish(session, handler, message):
                     return
             finally:
                 inbound.task_done()
@@ -338,8 +350,11 @@ class GatehouseBroker(Broker):
             )
         await handler.mqtt_acknowledge_unsubscription(request.packet_id)
 
-    async def _handle_publish(self, session: Session, message: ApplicationMessage) -> bool:
-        """Check and route one PUBLISH from a client; False ends the connection."""
+    async def _handle_publish(
+        self, session: Session, handler: GatehouseHandler, message: ApplicationMessage
+    ) -> bool:
+        """Check one PUBLISH from a client and pass it on to be answered; False ends the
+        connection."""
         topic = message.topic
         if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
             # [MQTT-4.7.3-1], [MQTT-3.3.2-2], [MQTT-4.7.2-1]
@@ -348,24 +363,76 @@ class GatehouseBroker(Broker):
         await self.plugins_manager.fire_event(
             BrokerEvents.MESSAGE_RECEIVED, client_id=session.client_id, message=message
         )
+        data = bytes(message.data)
+        qos = message.qos or QOS_0
         if not await self._topic_filtering(session, topic, Action.PUBLISH):
             self.stats.refused_publish += 1
             if self.limits.disconnect_on_refused_publish:
                 log.info("%s published to %r, refused: disconnecting", session.client_id, topic)
                 return False
+            verdict = DROP  # acknowledged all the same: MQTT 3.1.1 has no way to say no
+        else:
+            verdict = await self.hooks.published(session, topic, data, qos)
+        pending = handler.unacked
+        if verdict.stored is None and not pending and handler.acker is None:
+            await self._complete_publish(session, handler, message, verdict, None)
             return True
-        data = bytes(message.data)
-        qos = message.qos or QOS_0
-        if not await self.hooks.published(session, topic, data, qos):
-            return True
-        await self.plugins_manager.fire_event(
-            BrokerEvents.MESSAGE_BROADCAST, client_id=session.client_id, message=message
-        )
-        self.stats.routed += 1
-        await self.route(topic, data, qos, origin=session.client_id)
-        if message.publish_packet is not None and message.publish_packet.retain_flag:
-            await self.retain_message(session, topic, message.data, message.qos)
+        # Answered and acknowledged once stored, behind what came before it.
+        pending.append((message, verdict))
+        if handler.acker is None:
+            handler.acker = asyncio.create_task(self._acknowledge_in_order(session, handler))
+        while len(pending) >= self.limits.max_inbound:
+            handler.unacked_room.clear()
+            await handler.unacked_room.wait()
         return True
+
+    async def _acknowledge_in_order(self, session: Session, handler: GatehouseHandler) -> None:
+        """Complete a connection's PUBLISHes as their writes commit, oldest first."""
+        pending = handler.unacked
+        try:
+            while pending:
+                message, verdict = pending[0]
+                failure: BaseException | None = None
+                if verdict.stored is not None:
+                    try:
+                        # Shielded: the future is shared by everything in its batch.
+                        await asyncio.shield(verdict.stored)
+                    except Exception as exc:
+                        failure = exc
+                pending.popleft()
+                handler.unacked_room.set()
+                await self._complete_publish(session, handler, message, verdict, failure)
+        finally:
+            handler.acker = None
+
+    async def _complete_publish(
+        self,
+        session: Session,
+        handler: GatehouseHandler,
+        message: ApplicationMessage,
+        verdict: Verdict,
+        failure: BaseException | None,
+    ) -> None:
+        """Answer, route and acknowledge one PUBLISH; if it was not stored, only answer."""
+        if verdict.respond is not None:
+            try:
+                await verdict.respond(failure)
+            except Exception:
+                log.exception("%s: answering its PUBLISH failed", session.client_id)
+        if failure is not None:
+            return  # not stored: no PUBACK, so the client still holds it and can resend
+        if verdict.route:
+            await self.plugins_manager.fire_event(
+                BrokerEvents.MESSAGE_BROADCAST, client_id=session.client_id, message=message
+            )
+            self.stats.routed += 1
+            await self.route(
+                message.topic, bytes(message.data), message.qos or QOS_0, origin=session.client_id
+            )
+            if message.publish_packet is not None and message.publish_packet.retain_flag:
+                await self.retain_message(session, message.topic, message.data, message.qos)
+        if message.qos == QOS_1 and isinstance(message, IncomingApplicationMessage):
+            await handler.acknowledge(message)
 
     async def _handle_disconnect(
         self,

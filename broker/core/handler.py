@@ -7,6 +7,8 @@ and `ProtocolHandler` whose behaviour is described in each docstring.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -100,6 +102,14 @@ class GatehouseHandler(BrokerProtocolHandler):
         self.finished = asyncio.Event()  # set when the broker is done with this connection
         self.inbound_drops = 0  # QoS 0 PUBLISHes dropped because the inbound queue was full
         self.outbound: set[asyncio.Future[Any]] = set()  # QoS 1/2 deliveries awaiting ack
+        # PUBLISHes handled but waiting to be stored before they are answered and
+        # acknowledged, oldest first (MQTT 3.1.1, 4.6: PUBACKs go out in order), and
+        # the task that works through them while there are any.
+        self.unacked: collections.deque[tuple[IncomingApplicationMessage, Any]] = (
+            collections.deque()
+        )
+        self.acker: asyncio.Task[None] | None = None
+        self.unacked_room = asyncio.Event()
         self._activity: _ActivityReader | None = None
         self.max_read = 1 << 30  # set by the broker from CoreLimits.max_packet
         self._silence_check: asyncio.TimerHandle | None = None
@@ -245,6 +255,13 @@ class GatehouseHandler(BrokerProtocolHandler):
     async def _handle_qos1_message_flow(
         self, app_message: OutgoingApplicationMessage | IncomingApplicationMessage
     ) -> None:
+        if isinstance(app_message, IncomingApplicationMessage):
+            # Defect 8: amqtt sent PUBACK as soon as the PUBLISH was queued, before
+            # anything was done with it. The broker acknowledges it (`acknowledge`) once
+            # the service says the message is stored.
+            if self.session is not None:
+                await self.session.delivered_message_queue.put(app_message)
+            return
         if app_message.direction != OUTGOING or not isinstance(
             app_message, OutgoingApplicationMessage
         ):
@@ -265,3 +282,12 @@ class GatehouseHandler(BrokerProtocolHandler):
             self.session.inflight_out.pop(packet_id, None)
         finally:
             self._puback_waiters.pop(packet_id, None)
+
+    async def acknowledge(self, message: IncomingApplicationMessage) -> None:
+        """PUBACK a QoS 1 PUBLISH the broker is done with (a gone client gets none)."""
+        if message.packet_id is None or message.puback_packet is not None:
+            return
+        puback = PubackPacket.build(message.packet_id)
+        with contextlib.suppress(Exception):
+            await self._send_packet(puback)
+            message.puback_packet = puback

@@ -6,9 +6,32 @@ order of events on the wire, and a per-message hook costs one call.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from amqtt.session import Session
 
 from broker.core.handler import GatehouseHandler
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the service decided about one PUBLISH.
+
+    The core routes the message to subscribers (if `route`), sends the service's answer
+    (`respond`) and acknowledges a QoS 1 PUBLISH only once `stored` is done, in the
+    order the PUBLISHes arrived. If `stored` fails, nothing was stored: `respond` is
+    told why, the message is not routed and no PUBACK goes out.
+    """
+
+    route: bool = True
+    stored: asyncio.Future[None] | None = None
+    respond: Callable[[BaseException | None], Awaitable[None]] | None = None
+
+
+ROUTE = Verdict()
+DROP = Verdict(route=False)
 
 
 class BrokerHooks:
@@ -20,6 +43,6 @@ class BrokerHooks:
     def disconnected(self, session: Session, handler: GatehouseHandler) -> None:
         """The connection `handler` has ended, for whatever reason (will already sent)."""
 
-    async def published(self, session: Session, topic: str, data: bytes, qos: int) -> bool:
-        """A PUBLISH passed the topic ACL; return False to keep it from subscribers."""
-        return True
+    async def published(self, session: Session, topic: str, data: bytes, qos: int) -> Verdict:
+        """A PUBLISH passed the topic ACL: what becomes of it."""
+        return ROUTE
