@@ -231,7 +231,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     print(report.table())
     if args.report is not None:
         args.report.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
-    return 1 if report.interrupted else 0
+    return 1 if report.interrupted or report.stopped else 0
 
 
 def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:

@@ -2,19 +2,19 @@
 publish measurepoint posts at a given aggregate rate, and report what it measured.
 
 Everything is bounded: the connect phase by a deadline, the publish phase by its
-duration, the posts in flight by `max_in_flight`. Ctrl-C stops it with the report of
-what was done so far.
+duration (it ends early, saying so, when no device is left connected), the posts in
+flight by `max_in_flight`. Ctrl-C stops it with the report of what was done so far.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import resource
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -85,6 +85,7 @@ class LoadReport:
     runner_cpu_percent: float = 0.0  # of one core, over the whole run (summed over workers)
     workers: int = 1
     interrupted: bool = False
+    stopped: str = ""  # why the posting ended before --duration, if it did
     samples: list[float] = field(default_factory=list, repr=False)  # latencies, for merging
 
     def as_dict(self) -> dict[str, Any]:
@@ -116,6 +117,8 @@ class LoadReport:
             ),
             ("runner CPU", f"{self.runner_cpu_percent:g}% of one core"),
         ]
+        if self.stopped:
+            rows.append(("stopped", self.stopped))
         if self.interrupted:
             rows.append(("note", "interrupted: the figures cover what was done"))
         width = max(len(name) for name, _ in rows)
@@ -133,10 +136,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], 2)}
 
 
+Sender = tuple[SimDevice, DeviceCredentials | None]  # who posts, and for which sub-device
+
+
 @dataclass(slots=True)
 class _Fleet:
     devices: list[SimDevice]
-    senders: list[tuple[SimDevice, DeviceCredentials | None]]  # who posts, and for which sub
+    senders: list[Sender]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # ProductKey -> TSL
 
 
@@ -247,9 +253,10 @@ async def _connect_all(report: LoadReport, fleet: _Fleet, config: LoadConfig) ->
                 failures[f"connection error: {type(exc).__name__}"] += 1
 
     await asyncio.gather(*(join(i, d) for i, d in enumerate(fleet.devices)))
-    report.connect_seconds = round(time.monotonic() - started, 2)
+    elapsed = time.monotonic() - started
+    report.connect_seconds = round(elapsed, 2)
     report.connected = sum(d.connected for d in fleet.devices)
-    report.connects_per_s = round(report.connected / max(report.connect_seconds, 1e-9), 1)
+    report.connects_per_s = round(report.connected / max(elapsed, 1e-3), 1)
     report.failures = dict(failures)
 
 
@@ -283,47 +290,68 @@ async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> Non
     bad_every = int(1 / config.bad_value_share) if config.bad_value_share > 0 else 0
     malformed_every = int(1 / config.malformed_share) if config.malformed_share > 0 else 0
     in_flight: set[asyncio.Task[Any]] = set()
-    senders = itertools.cycle(fleet.senders)
+    senders = deque(fleet.senders)
     started = time.monotonic()
     sent = 0
-    while (now := time.monotonic()) - started < config.duration:
-        due = int((now - started) * config.rate)
-        while sent < due:
-            if len(in_flight) >= config.max_in_flight:
-                report.skipped += due - sent
-                sent = due
-                break
-            device, sub = next(senders)
-            if not device.connected:
-                continue
-            product_key = sub.product_key if sub is not None else device.creds.product_key
-            points = by_product.get(product_key, default).next()
-            if bad_every and sent % bad_every == 0:
-                points["temp"] = 10_000.0  # outside the model's range: a 460 reply
-            if malformed_every and sent % malformed_every == 1 % malformed_every:
-                coro = device.malformed(
-                    sub.product_key if sub else "", sub.device_key if sub else ""
-                )
+    try:
+        while (now := time.monotonic()) - started < config.duration:
+            due = int((now - started) * config.rate)
+            while sent < due:
+                if len(in_flight) >= config.max_in_flight:
+                    report.skipped += due - sent
+                    sent = due
+                    break
+                found = _next_connected(senders)
+                if found is None:
+                    report.stopped = "every device was disconnected while posting"
+                    break
+                device, sub = found
+                product_key = sub.product_key if sub is not None else device.creds.product_key
+                points = by_product.get(product_key, default).next()
+                if bad_every and sent % bad_every == 0:
+                    points["temp"] = 10_000.0  # outside the model's range: a 460 reply
+                malformed = malformed_every and sent % malformed_every == 1 % malformed_every
+                coro = _one_post(device, sub, points, qos=config.qos, malformed=bool(malformed))
                 task = asyncio.create_task(coro)
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 sent += 1
-                continue
-            coro = (
-                device.post(points, qos=config.qos)
-                if sub is None
-                else device.post(
-                    points, qos=config.qos, product_key=sub.product_key, device_key=sub.device_key
-                )
-            )
-            task = asyncio.create_task(coro)
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            sent += 1
-        await asyncio.sleep(0.01)
-    report.publish_seconds = round(time.monotonic() - started, 2)
+            if report.stopped:
+                break
+            await asyncio.sleep(0.01)
+    finally:  # Ctrl-C too: the rate is of what was done
+        report.publish_seconds = round(time.monotonic() - started, 2)
+    if in_flight and report.stopped:
+        # Their connections are gone: no reply can come.
+        for task in in_flight:
+            task.cancel()
     if in_flight:
         await asyncio.wait(in_flight, timeout=10)
+
+
+def _one_post(
+    device: SimDevice,
+    sub: DeviceCredentials | None,
+    points: dict[str, Any],
+    *,
+    qos: int,
+    malformed: bool,
+) -> Coroutine[Any, Any, dict[str, Any] | None]:
+    product_key, device_key = (sub.product_key, sub.device_key) if sub else ("", "")
+    if malformed:
+        return device.malformed(product_key, device_key)
+    return device.post(points, qos=qos, product_key=product_key, device_key=device_key)
+
+
+def _next_connected(senders: deque[Sender]) -> Sender | None:
+    """The next sender in turn whose device is connected, or None when none is. A
+    simulated device does not reconnect, so one found disconnected leaves the turn."""
+    while senders:
+        sender = senders.popleft()
+        if sender[0].connected:
+            senders.append(sender)
+            return sender
+    return None
 
 
 def _collect(report: LoadReport, fleet: _Fleet) -> None:
@@ -425,6 +453,7 @@ def merge(reports: list[LoadReport]) -> LoadReport:
         merged.connect_seconds = max(merged.connect_seconds, report.connect_seconds)
         merged.publish_seconds = max(merged.publish_seconds, report.publish_seconds)
         merged.interrupted |= report.interrupted
+        merged.stopped = merged.stopped or report.stopped
         failures.update(report.failures)
         codes.update(report.reply_codes)
         samples.extend(report.samples)

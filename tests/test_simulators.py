@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from broker.protocol.credentials_file import write_credentials
 from simulators import DeviceCredentials, ModelValues, SimDevice, SimGateway
 from simulators.load import LoadConfig, run_load
 from simulators.platform import OrgCredentials, Platform
@@ -42,6 +47,96 @@ def gatehouse_cli(gatehouse: Gatehouse | None, *args: str) -> subprocess.Complet
         timeout=120,
         check=False,
     )
+
+
+class Running:
+    """A `gatehouse` subprocess whose output is read as it comes (the load's progress
+    line ends in a carriage return, not a newline)."""
+
+    def __init__(self, gatehouse: Gatehouse, *args: str) -> None:
+        ports = ["--mqtt-port", str(gatehouse.mqtt_port), "--http-port", str(gatehouse.http_port)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "broker.cli", *args, *ports],
+            env=gatehouse.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.out, self.err = bytearray(), bytearray()
+        self._readers = [
+            threading.Thread(target=self._read, args=(pipe, into), daemon=True)
+            for pipe, into in ((self.process.stdout, self.out), (self.process.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(pipe: object, into: bytearray) -> None:
+        assert hasattr(pipe, "read1")
+        while chunk := pipe.read1(65536):
+            into.extend(chunk)
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> None:
+        """Until stderr shows `pattern` (the progress line)."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.err.decode(errors="replace")):
+            assert self.process.poll() is None, f"exited early: {self.text()}"
+            assert time.monotonic() < deadline, f"no {pattern!r} within {timeout} s: {self.text()}"
+            time.sleep(0.05)
+
+    def ended_within(self, seconds: float) -> int:
+        """Its exit code, if it ended by itself within `seconds` (else it is killed)."""
+        try:
+            code = self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"still running after {seconds} s: {self.text()}") from None
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def text(self) -> str:
+        return f"stdout: {self.out.decode(errors='replace')}\nstderr: {self.err.decode()[-2000:]}"
+
+
+def posting_load(
+    gatehouse: Gatehouse, api: Api, product: str, tmp_path: Path, devices: int
+) -> Running:
+    """`gatehouse load` of `devices` new devices of `product`, posting for a minute."""
+    file = tmp_path / "devices.json"
+    write_credentials(file, [new_device(api, product) for _ in range(devices)])
+    load = Running(
+        gatehouse, "load", "--credentials", str(file), "--rate", "20", "--duration", "60"
+    )
+    load.wait_for(rf"connected {devices}/{devices}  sent [1-9]")
+    return load
+
+
+def test_a_load_whose_devices_are_all_disconnected_ends_and_says_so(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str], tmp_path: Path
+) -> None:
+    load = posting_load(gatehouse, api, make_product(), tmp_path, devices=3)
+    rows = json.loads((tmp_path / "devices.json").read_text())
+    for row in rows:  # the platform ends their connections
+        query = {"productKey": row["productKey"], "deviceKey": row["deviceKey"]}
+        api("devices", "disable", **query).ok()
+    # It spun without yielding once none was connected: neither the end of --duration
+    # nor Ctrl-C could get through.
+    code = load.ended_within(15)
+    assert code == 1, load.text()
+    report = load.out.decode()
+    assert "devices connected  3 of 3" in report
+    assert "every device was disconnected while posting" in report, report
+
+
+def test_ctrl_c_stops_a_load_with_its_report(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str], tmp_path: Path
+) -> None:
+    load = posting_load(gatehouse, api, make_product(), tmp_path, devices=2)
+    load.process.send_signal(signal.SIGINT)
+    assert load.ended_within(15) == 1, load.text()
+    report = load.out.decode()
+    assert "devices connected  2 of 2" in report and "interrupted" in report, report
 
 
 def test_values_walk_within_the_model() -> None:
