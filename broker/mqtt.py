@@ -84,7 +84,8 @@ class MqttBroker:
         hooks.bind(self._broker)
         await self._broker.start()
 
-    async def stop(self) -> None:
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop accepting, end every connection (wills sent), then shut down."""
         if self._broker is not None:
-            await self._broker.shutdown()
+            await self._broker.drain(drain_timeout)
             self._broker = None

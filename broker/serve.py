@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,13 @@ from broker.core import CoreLimits
 from broker.gate import Gate, GateConfig
 from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
 from certs import CertificateAuthority
-from registry import Registry, SqliteStore
+from registry import Registry, SqliteStore, StorageUnavailable
 
 log = logging.getLogger("gatehouse")
 
 DATABASE_FILE = "registry.db"
 CA_DIR = "ca"  # the CA, the TLS server certificate and their keys
+DRAIN_TIMEOUT = 5.0  # seconds connections get to wind down at shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +77,14 @@ def tune_gc() -> None:
 
 
 async def serve(config: ServeConfig) -> None:
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _data_dir_errors():
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore(config.data_dir / DATABASE_FILE)
     await store.open()
     try:
         registry = Registry(store, max_devices_per_product=config.max_devices_per_product)
-        await first_organization(registry, config.data_dir)
+        with _data_dir_errors():
+            await first_organization(registry, config.data_dir)
         if config.provision_file is not None:
             org = await store.admin_org()
             if org is None:
@@ -85,13 +92,14 @@ async def serve(config: ServeConfig) -> None:
             report = await provision.apply(registry, org, config.provision_file)
             log.info("%s (%s)", report.summary(), config.provision_file)
         ca_dir = config.data_dir / CA_DIR
-        ca = CertificateAuthority.load_or_create(
-            ca_dir, cert_file=config.ca_cert, key_file=config.ca_key
-        )
-        registry.ca = ca
-        server_cert, server_key = ca.server_files(ca_dir, [config.host])
-        ca_file = ca_dir / "ca-chain.pem"
-        ca_file.write_text(ca.cert_pem)
+        with _data_dir_errors():
+            ca = CertificateAuthority.load_or_create(
+                ca_dir, cert_file=config.ca_cert, key_file=config.ca_key
+            )
+            registry.ca = ca
+            server_cert, server_key = ca.server_files(ca_dir, [config.host])
+            ca_file = ca_dir / "ca-chain.pem"
+            ca_file.write_text(ca.cert_pem)
         tls = TlsFiles(server_cert, server_key, ca_file)
         gate = Gate(registry, config.gate, load_codecs(config.codecs))
         await gate.start()
@@ -115,9 +123,9 @@ async def serve(config: ServeConfig) -> None:
                 "writer": asdict(gate.writer.stats),
             }
 
-        server = uvicorn.Server(
+        server = _ApiServer(
             uvicorn.Config(
-                create_app(registry, stats, gate.gateways, gate.commands),
+                create_app(registry, stats, gate.gateways, gate.commands, gate.limiter),
                 host=config.host,
                 port=config.http_port,
                 log_level="warning",
@@ -142,11 +150,59 @@ async def serve(config: ServeConfig) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            await server.serve()
+            with _stop_on_signals(server):
+                await server.serve()
             if not server.started:
                 raise SystemExit(f"gatehouse: could not listen on {config.host}:{config.http_port}")
+            log.info("shutting down: closing connections and writing what is buffered")
         finally:
-            await mqtt.stop()
+            # The API has stopped accepting; now MQTT stops accepting, every session is
+            # closed (wills sent, what it sent stored), and the write-behind is flushed.
+            await mqtt.stop(DRAIN_TIMEOUT)
             await gate.stop()
     finally:
         await store.close()
+
+
+@contextlib.contextmanager
+def _data_dir_errors() -> Iterator[None]:
+    """A data directory that cannot be used is one clear line, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or "the data directory"
+        raise StorageUnavailable(f"{where}: {exc.strerror or exc}") from None
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn's server without its signal handling.
+
+    uvicorn re-raises a captured SIGTERM once its own shutdown is done, which killed
+    the process before `serve` could close the broker and flush what it holds.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT start a graceful shutdown; a second one ends it at once."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def stop(signum: signal.Signals) -> None:
+        if server.should_exit:
+            log.warning("%s again: exiting without finishing the shutdown", signum.name)
+            os._exit(1)
+        log.info("%s received: shutting down", signum.name)
+        server.should_exit = True
+
+    for signum in signals:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -218,7 +218,9 @@ class SqliteStore:
             # A connection left open keeps aiosqlite's (non-daemon) thread alive, and the
             # process would never exit.
             await self.close()
-            raise StorageUnavailable(f"{self._path}: {_reason(exc)}") from exc
+            raise StorageUnavailable(
+                f"cannot open the registry {self._path}: {_reason(exc)}"
+            ) from exc
         except BaseException:
             await self.close()
             raise

@@ -7,6 +7,7 @@ import contextlib
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -258,3 +259,49 @@ def test_a_full_disk_is_an_error_reply_not_a_lost_200(
     assert api("broker", "stats").data["writer"]["failing"] is False
     client.close()
     assert _missing(api, [poster, full, again]) == []
+
+
+def _serve_once(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    server = Gatehouse(data_dir)
+    command = [
+        sys.executable,
+        "-m",
+        "broker.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--http-port",
+        str(server.http_port),
+        "--mqtt-port",
+        str(server.mqtt_port),
+        "--mqtts-port",
+        "0",
+    ]
+    return subprocess.run(command, env=server.env(), capture_output=True, text=True, timeout=30)
+
+
+def test_a_garbage_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "registry.db").write_bytes(b"this is not SQLite\n" * 1000)
+    done = _serve_once(data_dir)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "registry.db" in lines[0] and "not a database" in lines[0]
+
+
+def test_a_read_only_data_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        # The directory itself (SQLite cannot create its file), and one to create.
+        for data_dir, why in ((mount, "unable to open"), (mount / "data", "Read-only")):
+            done = _serve_once(data_dir)
+            assert done.returncode == 2, done.stderr
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1, done.stderr
+            assert str(data_dir) in lines[0] and why in lines[0], lines[0]
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

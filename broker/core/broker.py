@@ -113,6 +113,27 @@ class GatehouseBroker(Broker):
         self._index.clear()
         await super().start()
 
+    async def drain(self, grace: float) -> None:
+        """Shut down as a server going away should: stop accepting, then end every
+        connection as abnormal (its will is sent, what it sent is handled and stored),
+        waiting at most `grace` seconds for them to wind down, then amqtt's shutdown.
+        """
+        for server in self._servers.values():
+            if server.instance is not None:
+                server.instance.close()
+        handlers = [
+            handler
+            for session, handler in self._sessions.values()
+            if isinstance(handler, GatehouseHandler) and session.transitions.is_connected()
+        ]
+        for handler in handlers:
+            handler.abort()
+        if handlers:
+            await asyncio.wait(
+                [asyncio.ensure_future(h.finished.wait()) for h in handlers], timeout=grace
+            )
+        await self.shutdown()
+
     @property
     def subscriptions(self) -> dict[str, list[tuple[Session, int]]]:
         """amqtt's view of the subscriptions (filter -> [(session, qos)]), built on demand."""
