@@ -174,6 +174,10 @@ class WriteBehind:
         except Exception as exc:
             failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
             self._failed(failure, len(presence) + len(log_rows) + len(latest))
+            # Presence is a state, not a message: kept to converge once writing resumes
+            # (unless newer news of the device arrived meanwhile). Messages were refused.
+            for row in presence:
+                self._presence.setdefault((row[3], row[4]), row)
             if done is not None and not done.done():
                 done.set_exception(failure)
                 done.exception()  # retrieved: a batch nobody awaited is not an error
