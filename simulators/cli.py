@@ -14,10 +14,11 @@ from typing import Any
 import orjson
 
 from broker.protocol.credentials_file import read_credentials
-from simulators.device import ConnectRefused, DeviceCredentials, SimDevice
+from simulators.device import CONNECT_ATTEMPTS, ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
 from simulators.load import LoadConfig, run_workers
 from simulators.platform import OrgCredentials, Platform, PlatformError
+from simulators.refusals import RefusalReasons
 from simulators.scenario import ScenarioError, load_scenario
 from simulators.values import ModelValues
 
@@ -42,6 +43,13 @@ def _share(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, not {text}")
+    return value
+
+
+def _attempts(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 1 to 100, not {text}")
     return value
 
 
@@ -157,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
             default="enos",
             help="sign in and post as the EnOS SDK or as linkkit does",
         )
+        one.add_argument(
+            "--max-attempts",
+            type=_attempts,
+            default=CONNECT_ATTEMPTS,
+            help="CONNECT attempts before giving up, 1, 2, 4 ... seconds apart"
+            f" (default {CONNECT_ATTEMPTS}, EnOS's burst: more CONNECTs within 2 minutes"
+            " block the device for 5)",
+        )
         one.add_argument("--ca", type=Path, help="connect over TLS, trusting this CA (PEM)")
         one.add_argument("--cert", type=Path, help="a client certificate (PEM), with --key-file")
         one.add_argument("--key-file", type=Path, help="the client certificate's key (PEM)")
@@ -252,13 +268,40 @@ def cmd_sim(args: argparse.Namespace) -> int:
             keys = [f"{args.key}-sub{i:04d}" for i in range(args.subdevices)]
             subs = platform.create_devices(args.subdevice_product, keys, "s")
             platform.add_subdevices(DeviceCredentials(args.product, args.key, args.secret), subs)
+        # Kept open: a refused CONNECT's reason is read from the device's log.
+        reasons = RefusalReasons(platform, args.product, args.key)
+        return asyncio.run(_simulate(args, tsl, subs, reasons))
     finally:
         platform.close()
-    return asyncio.run(_simulate(args, tsl, subs))
+
+
+async def _connect(device: SimDevice, attempts: int, reasons: RefusalReasons) -> bool:
+    """Connect within `attempts`, saying on stderr why each attempt failed."""
+    await reasons.start()
+
+    async def failed(attempt: int, error: ConnectRefused | OSError) -> None:
+        if isinstance(error, ConnectRefused):
+            why = await reasons.explain()
+            said = f"; the platform says: {why}" if why else ""
+            line = f"CONNECT {attempt} of {attempts} refused: CONNACK {error.code}{said}"
+        else:
+            line = f"CONNECT {attempt} of {attempts} failed: {error}"
+        print(f"gatehouse: {line}", file=sys.stderr, flush=True)
+
+    try:
+        await device.connect_with_backoff(attempts, on_failure=failed)
+    except (ConnectRefused, OSError):
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        print(f"gatehouse: gave up after {tries}", file=sys.stderr)
+        return False
+    return True
 
 
 async def _simulate(
-    args: argparse.Namespace, tsl: dict[str, object], subs: list[DeviceCredentials]
+    args: argparse.Namespace,
+    tsl: dict[str, object],
+    subs: list[DeviceCredentials],
+    reasons: RefusalReasons,
 ) -> int:
     creds = DeviceCredentials(
         args.product, args.key, args.secret, getattr(args, "activate", False), args.dialect
@@ -275,10 +318,7 @@ async def _simulate(
             on_secret=lambda secret: print(f"activated: DeviceSecret {secret}", flush=True),
         )
     values = ModelValues(tsl)
-    try:
-        await device.connect_with_backoff()
-    except (ConnectRefused, OSError) as exc:
-        print(f"gatehouse: {exc}", file=sys.stderr)
+    if not await _connect(device, args.max_attempts, reasons):
         return 1
     targets: list[DeviceCredentials | None] = [None]
     if isinstance(device, SimGateway):

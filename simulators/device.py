@@ -15,7 +15,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,9 @@ log = logging.getLogger("gatehouse.sim")
 
 MQTT_311 = 4
 MAX_BUFFER = 10_000  # posts kept while offline, oldest dropped beyond
+# CONNECT attempts before giving up. Retries are a second or more apart (EnOS allows one
+# CONNECT a second), and 4 is EnOS's burst: a 5th within 2 minutes blocks for 5 minutes.
+CONNECT_ATTEMPTS = 4
 ServiceHandler = Callable[[str, Mapping[str, Any]], tuple[int, Any]]
 
 
@@ -153,15 +156,24 @@ class SimDevice:
                 waiter.cancel()
         self._waiting.clear()
 
-    async def connect_with_backoff(self, attempts: int = 8, first: float = 1.0) -> None:
-        """Reconnect as devices do: 1, 2, 4 ... seconds apart (capped at 60), bounded."""
+    async def connect_with_backoff(
+        self,
+        attempts: int = CONNECT_ATTEMPTS,
+        first: float = 1.0,
+        on_failure: Callable[[int, ConnectRefused | OSError], Awaitable[None]] | None = None,
+    ) -> None:
+        """Connect as devices do, retrying 1, 2, 4 ... seconds apart (capped at 60), at
+        most `attempts` times; the last failure is raised. `on_failure(attempt, error)`
+        hears of each failure before the wait."""
         delay = first
-        for attempt in range(attempts):
+        for attempt in range(1, attempts + 1):
             try:
                 await self.connect()
                 return
-            except (ConnectRefused, OSError):
-                if attempt == attempts - 1:
+            except (ConnectRefused, OSError) as exc:
+                if on_failure is not None:
+                    await on_failure(attempt, exc)
+                if attempt == attempts:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)

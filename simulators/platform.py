@@ -79,6 +79,18 @@ class Platform:
         model: dict[str, Any] = self.call("thing-models", "get", modelId=product["modelId"])
         return model["tsl"]  # type: ignore[no-any-return]
 
+    def newest_refusal(self, product_key: str, device_key: str) -> dict[str, Any] | None:
+        """The newest refused CONNECT in the device's log (`time`, `code`, `detail`)."""
+        entries = self.call(
+            "devices",
+            "listMessages",
+            productKey=product_key,
+            deviceKey=device_key,
+            kind="refused",
+            limit=1,
+        )
+        return entries[0] if entries else None
+
     def ensure_model(self, model_id: str, tsl: dict[str, Any]) -> None:
         try:
             self.call("thing-models", "get", modelId=model_id)

@@ -343,3 +343,29 @@ async def test_a_load_in_the_alink_dialect(gatehouse: Gatehouse) -> None:
     report = await run_load(platform_of(gatehouse), config)
     assert report.connected == 10 and report.failures == {}
     assert report.reply_codes == {"200": report.replied} and report.replied > 0
+
+
+def test_a_simulated_device_with_a_wrong_secret_says_why_and_gives_up(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    device = new_device(api, make_product())
+    ports = ["--mqtt-port", str(gatehouse.mqtt_port), "--http-port", str(gatehouse.http_port)]
+    where = ["--product", device["productKey"], "--key", device["deviceKey"]]
+    wrong = ["--secret", "wrong", "--max-attempts", "2"]
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "sim", "device", *where, *wrong, *ports],
+        env=gatehouse.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 20  # it retried quietly for two minutes
+    refusals = [line for line in result.stderr.splitlines() if "refused" in line]
+    assert len(refusals) == 2, result.stderr
+    # Each refusal names the CONNACK code, and the first EnOS's reason (742: wrong sign).
+    assert all("CONNACK 5" in line for line in refusals), result.stderr
+    assert "742" in refusals[0], result.stderr
+    assert "gave up after 2 attempts" in result.stderr
