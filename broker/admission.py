@@ -1,16 +1,21 @@
 """Admission: whether a CONNECT gets in, and as whom. Plain functions on plain values.
 
 The order of checks is chosen so that refusing is cheap and tells a stranger nothing:
-the device must exist (two dict lookups) and be within its connect limit before any
-digest is computed, and only a client that proves the secret learns that the device
-is disabled or that its product has other rules.
+the device must exist (two dict lookups) and its sign-failure limit must not block the
+source address before any digest is computed. Then the secret is proven: a correct sign,
+a numeric timestamp within `--sign-max-age`, a sign not replayed (broker/connect_guard.py
+says what is counted where). Only a client that proves the secret is held to the connect
+limit, and learns that the device is disabled or that its product has other rules.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Container
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from broker.connect_guard import ConnectGuard, DeviceKey, Wait
 from broker.credentials import CredentialCache
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import (
@@ -24,7 +29,12 @@ from broker.protocol import (
     sign_matches,
     split_username,
 )
-from broker.protocol.signs import SECURE_MODE_DEVICE_SECRET, SECURE_MODE_PRODUCT_SECRET
+from broker.protocol.signs import (
+    SECURE_MODE_DEVICE_SECRET,
+    SECURE_MODE_PRODUCT_SECRET,
+    EnosClientId,
+    timestamp_problem,
+)
 from certs import read_peer_certificate
 from registry.ids import secret_matches
 
@@ -39,6 +49,7 @@ class ConnectAttempt:
     password: str | None
     tls: bool = False
     peer_cert: bytes | None = None  # the TLS client certificate (DER), verified by our CA
+    peer: str = ""  # the source address, which the sign-failure limit is counted by
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,8 @@ class Refusal:
     code: int | None = None
     product_key: str = ""
     device_key: str = ""
+    announce: bool = False  # it starts a block: logged whatever the log's throttle
+    quiet: bool = False  # refused by a block already announced: not logged again
 
     def __str__(self) -> str:
         who = f"{self.product_key}/{self.device_key}: " if self.device_key else ""
@@ -57,89 +70,23 @@ class Refusal:
         return f"{who}{self.message}{code}"
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectLimit:
-    """Per-device CONNECT limits; EnOS's published defaults (protocol.md, section 8).
-
-    A CONNECT less than `interval` seconds after the previous one is refused; one more
-    than `burst` within `window` seconds is refused and blocks the device for `block`
-    seconds. Refused attempts count. `burst=0` turns the limit off.
-    """
-
-    interval: float = 1.0
-    burst: int = 4
-    window: float = 120.0
-    block: float = 300.0
-
-    @classmethod
-    def parse(cls, text: str) -> ConnectLimit:
-        """`off`, or `BURST/WINDOW:BLOCK` in seconds, e.g. `4/120:300` (interval stays 1 s)."""
-        if text.strip().lower() == "off":
-            return cls(interval=0.0, burst=0)
-        try:
-            counts, _, block = text.partition(":")
-            burst, _, window = counts.partition("/")
-            limit = cls(burst=int(burst), window=float(window), block=float(block or 300))
-        except ValueError:
-            raise ValueError(
-                f"{text!r} is not BURST/WINDOW:BLOCK, e.g. 4/120:300, or off"
-            ) from None
-        if limit.burst < 1 or limit.window <= 0 or limit.block < 0:
-            raise ValueError(f"{text!r}: burst must be 1 or more and the window above 0")
-        return limit
-
-    @property
-    def enabled(self) -> bool:
-        return self.burst > 0
-
-
-class ConnectLimiter:
-    """Remembers each known device's recent CONNECTs. Memory is bounded by the registry:
-    unknown devices are refused before they reach it."""
-
-    def __init__(self, limit: ConnectLimit) -> None:
-        self.limit = limit
-        self._recent: dict[tuple[str, str], list[float]] = {}
-        self._blocked_until: dict[tuple[str, str], float] = {}
-
-    def allow(self, key: tuple[str, str], now: float) -> float | None:
-        """Record an attempt; None if allowed, else the seconds the device must wait."""
-        limit = self.limit
-        if not limit.enabled:
-            return None
-        until = self._blocked_until.get(key)
-        if until is not None:
-            if now < until:
-                return until - now
-            del self._blocked_until[key]
-        # A short list per device (at most `burst` times): a deque costs ten times the
-        # memory, and there is one of these for every device that ever connected.
-        recent = [t for t in self._recent.get(key, ()) if t > now - limit.window]
-        # A refused attempt counts too, so a client retrying in a tight loop ends up blocked.
-        too_soon = bool(recent) and now - recent[-1] < limit.interval
-        recent.append(now)
-        if len(recent) > limit.burst:
-            self._blocked_until[key] = now + limit.block
-            self._recent.pop(key, None)
-            return limit.block
-        self._recent[key] = recent
-        if too_soon:
-            return limit.interval - (now - recent[-2])
-        return None
-
-    def forget(self, key: tuple[str, str]) -> None:
-        self._recent.pop(key, None)
-        self._blocked_until.pop(key, None)
+# Refusals before the secret is proven that are not counted as failed signs: the
+# device's own SDK resending its CONNECT while the broker still holds the old one.
+NOT_FAILURES = frozenset({"sign-in-use"})
 
 
 def admit(
     attempt: ConnectAttempt,
     cache: CredentialCache,
-    limiter: ConnectLimiter,
+    guard: ConnectGuard,
     now: float,
     *,
+    wall_ms: float | None = None,
     allow_anonymous: bool = False,
+    online: Container[DeviceKey] = (),
 ) -> Identity | Refusal:
+    """`now` is monotonic seconds (for the limits), `wall_ms` the clock that sign
+    timestamps are read against; `online` holds the devices connected directly."""
     username = attempt.username
     if username is None:
         if allow_anonymous:
@@ -148,7 +95,13 @@ def admit(
     keys = split_username(username)
     if keys is None:
         return _admit_app(attempt, username, cache)
-    return _admit_device(attempt, keys[0], keys[1], cache, limiter, now)
+    wall = time.time() * 1000 if wall_ms is None else wall_ms
+    return _admit_device(attempt, keys[0], keys[1], cache, guard, now, wall, online)
+
+
+def iso_time(wall_ms: float) -> str:
+    """A wall-clock time for the log and the API, e.g. 2025-06-01T12:05:00Z."""
+    return datetime.fromtimestamp(wall_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _admit_app(
@@ -167,32 +120,24 @@ def _admit_app(
     return AppIdentity(app.org_id, attempt.client_id)
 
 
-def _admit_device(
+Refuse = Callable[..., Refusal]
+
+
+def _prove(
     attempt: ConnectAttempt,
-    product_key: str,
-    device_key: str,
+    key: DeviceKey,
     cache: CredentialCache,
-    limiter: ConnectLimiter,
-    now: float,
-) -> Identity | Refusal:
-    alink = "&" in attempt.client_id.partition("|")[0]
-
-    def refuse(reason: str, message: str, code: int | None) -> Refusal:
-        if alink and code is not None:
-            code = ALINK_CODES.get(code, code)
-        return Refusal(reason, message, code, product_key, device_key)
-
-    product = cache.products.get(product_key)
-    device = cache.devices.get((product_key, device_key))
-    if product is None or device is None:
-        return refuse("unknown-device", "the device does not exist", codes.DEVICE_NOT_FOUND)
-    wait = limiter.allow((product_key, device_key), now)
-    if wait is not None:
-        return refuse(
-            "rate-limited",
-            f"too many CONNECTs; try again in {wait:.1f} s",
-            codes.TOO_MANY_REQUESTS,
-        )
+    guard: ConnectGuard,
+    wall_ms: float,
+    online: Container[DeviceKey],
+    alink: bool,
+    refuse: Refuse,
+) -> bool | Refusal:
+    """Whether the CONNECT proves the secret: whether it activates (signed with the
+    ProductSecret), or why not."""
+    product_key, device_key = key
+    product = cache.products[product_key]
+    device = cache.devices[key]
     try:
         client = parse_enos_client_id(attempt.client_id)
     except ClientIdError as exc:
@@ -230,10 +175,114 @@ def _admit_device(
         secret = product.product.productSecret if activating else device.secret
         params = enos_connect_params(client.cid, product_key, device_key, client.timestamp)
         expected = enos_sign(secret, params, client.sign_method)
-    if attempt.password is None or not sign_matches(expected, attempt.password):
+    sign = attempt.password
+    if sign is None or not sign_matches(expected, sign):
         which = "product" if activating else "device"
         return refuse(
             "wrong-sign", f"the sign does not match the {which} secret", codes.SIGN_FAILED
+        )
+    return _fresh(client, sign, key, guard, wall_ms, online, refuse) or activating
+
+
+def _fresh(
+    client: EnosClientId,
+    sign: str,
+    key: DeviceKey,
+    guard: ConnectGuard,
+    wall_ms: float,
+    online: Container[DeviceKey],
+    refuse: Refuse,
+) -> Refusal | None:
+    """A correct sign that is stale, or a replay of one admitted before; None if new."""
+    problem = timestamp_problem(client.timestamp_ms, wall_ms, guard.sign_max_age)
+    if problem is not None:
+        reason = "stale-sign" if client.timestamp_ms < wall_ms else "future-sign"
+        return refuse(reason, problem, codes.SIGN_FAILED)
+    if not guard.signs.used(key, sign):
+        return None
+    if guard.sign_max_age is not None:
+        return refuse(
+            "replayed-sign",
+            "this sign was used before: with --sign-max-age every connection signs anew",
+            codes.SIGN_FAILED,
+        )
+    if key in online:
+        # Without a window the SDKs resend the CONNECT they built once, so a sign used
+        # before is admitted, but it does not take the device's connection away.
+        return refuse(
+            "sign-in-use",
+            "the device is online, connected with this very sign: a replayed CONNECT does"
+            " not take over (a new connection signs with a new timestamp)",
+            codes.SIGN_FAILED,
+        )
+    return None
+
+
+def _admit_device(
+    attempt: ConnectAttempt,
+    product_key: str,
+    device_key: str,
+    cache: CredentialCache,
+    guard: ConnectGuard,
+    now: float,
+    wall_ms: float,
+    online: Container[DeviceKey],
+) -> Identity | Refusal:
+    alink = "&" in attempt.client_id.partition("|")[0]
+
+    def refuse(reason: str, message: str, code: int | None, **flags: bool) -> Refusal:
+        if alink and code is not None:
+            code = ALINK_CODES.get(code, code)
+        return Refusal(reason, message, code, product_key, device_key, **flags)
+
+    def blocked(reason: str, message: str, wait: Wait) -> Refusal:
+        until = iso_time(wall_ms + wait.seconds * 1000)
+        return refuse(
+            reason,
+            f"{message}: refused until {until}",
+            codes.TOO_MANY_REQUESTS,
+            announce=wait.started,
+            quiet=not wait.started,
+        )
+
+    key = (product_key, device_key)
+    product = cache.products.get(product_key)
+    device = cache.devices.get(key)
+    if product is None or device is None:
+        return refuse("unknown-device", "the device does not exist", codes.DEVICE_NOT_FOUND)
+    failures = guard.failures
+    failure_key = (product_key, device_key, attempt.peer)
+    wait = failures.check(failure_key, now)
+    if wait is not None:
+        return blocked("sign-failures", f"wrong signs from {attempt.peer or 'its address'}", wait)
+    proof = _prove(attempt, key, cache, guard, wall_ms, online, alink, refuse)
+    if isinstance(proof, Refusal):
+        if proof.reason in NOT_FAILURES:
+            return proof
+        wait = failures.count(failure_key, now)
+        if wait is not None:
+            limit = failures.limit
+            return blocked(
+                "sign-failures",
+                f"{limit.burst + 1} failed signs from {attempt.peer or 'one address'} within"
+                f" {limit.window:g} s (the last: {proof.message})",
+                wait,
+            )
+        return proof
+    activating = proof
+    settings = product.product.settings
+    # The secret is proven: only now does the attempt count against the connect limit.
+    wait = guard.connects.allow(key, now)
+    if wait is not None and wait.blocked:
+        limit = guard.connects.limit
+        return blocked(
+            "rate-limited", f"more than {limit.burst} CONNECTs within {limit.window:g} s", wait
+        )
+    if wait is not None:
+        return refuse(
+            "rate-limited",
+            f"too many CONNECTs; try again in {wait.seconds:.1f} s",
+            codes.TOO_MANY_REQUESTS,
         )
     if activating and device.activated:
         return refuse(
@@ -291,4 +340,5 @@ def _admit_device(
             None,
         )
     dialect = "alink" if alink else "enos"
+    guard.signs.record(key, attempt.password or "")
     return DeviceIdentity(product_key, device_key, device.org_id, serial, activating, dialect)

@@ -56,6 +56,7 @@ class GatehouseAuthPlugin(BaseAuthPlugin):
                 # get_ssl_info, i.e. the transport's "ssl_object"); the certificate was
                 # verified against gatehouse's CA in the handshake.
                 peer_cert=ssl_object.getpeercert(binary_form=True) if ssl_object else None,
+                peer=str(session.remote_address or ""),
             )
         )
         if isinstance(decision, Refusal):

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from broker.admission import ConnectLimit
 from broker.client import ApiClient, ApiError
 from broker.codecs import CodecError, parse_codec_option
+from broker.connect_guard import SIGN_FAILURE_LIMIT, ConnectLimit
 from broker.core import CoreLimits
 from broker.gate import GateConfig
 from broker.protocol.credentials_file import write_credentials
@@ -74,6 +74,26 @@ def _connect_limit(text: str) -> ConnectLimit:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _sign_failure_limit(text: str) -> ConnectLimit:
+    try:
+        return ConnectLimit.parse(text, interval=0.0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sign_max_age(text: str) -> float | None:
+    """Seconds, or `off` (or 0) for no window."""
+    if text.strip().lower() in ("off", "0"):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds or off") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds (or off), not {text}")
+    return seconds
+
+
 def _codec(text: str) -> tuple[str, str]:
     try:
         return parse_codec_option(text)
@@ -110,6 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gate=GateConfig(
             allow_anonymous=args.allow_anonymous,
             connect_limit=args.connect_limit,
+            sign_failure_limit=args.sign_failure_limit,
+            sign_max_age=args.sign_max_age,
             max_payload=args.max_payload,
             writer=WriterConfig(log_keep=args.message_log_size),
             max_subdevices_per_gateway=args.max_subdevices_per_gateway,
@@ -217,6 +239,18 @@ def cmd_device_list(api: ApiClient, args: argparse.Namespace) -> int:
 
 def cmd_device_show(api: ApiClient, args: argparse.Namespace) -> int:
     _print_json(api.call("devices", "get", productKey=args.product, deviceKey=args.key))
+    return 0
+
+
+def cmd_device_block_show(api: ApiClient, args: argparse.Namespace) -> int:
+    data = api.call("devices", "getConnectBlock", productKey=args.product, deviceKey=args.key)
+    _print_json(data)
+    return 0
+
+
+def cmd_device_block_clear(api: ApiClient, args: argparse.Namespace) -> int:
+    data = api.call("devices", "clearConnectBlock", productKey=args.product, deviceKey=args.key)
+    print(f"{args.product}/{args.key}: {data['cleared']} block(s) lifted")
     return 0
 
 
@@ -511,7 +545,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=ConnectLimit(),
         metavar="BURST/WINDOW:BLOCK",
         help="per-device CONNECT limit: at most one a second and BURST within WINDOW"
-        " seconds, else refused for BLOCK seconds; 'off' to disable (default 4/120:300, EnOS's)",
+        " seconds, else refused for BLOCK seconds; 'off' to disable (default 4/120:300, EnOS's)."
+        " Counts only CONNECTs that proved the secret",
+    )
+    failures = SIGN_FAILURE_LIMIT
+    serve_p.add_argument(
+        "--sign-failure-limit",
+        type=_sign_failure_limit,
+        default=failures,
+        metavar="BURST/WINDOW:BLOCK",
+        help="per device and source address: more than BURST wrong (or stale, or replayed)"
+        " signs within WINDOW seconds, and that address's CONNECTs for the device are"
+        " refused for BLOCK seconds; others' are not; 'off' to disable"
+        f" (default {failures.burst}/{failures.window:g}:{failures.block:g})",
+    )
+    serve_p.add_argument(
+        "--sign-max-age",
+        type=_sign_max_age,
+        default=None,
+        metavar="SECONDS|off",
+        help="refuse a sign (CONNECT or sub-device login) whose timestamp is more than"
+        " SECONDS off the server's clock, or used before; off: any age, for devices"
+        " without a clock and SDKs that sign once per process (default off)",
     )
     serve_p.add_argument(
         "--max-subdevices-per-gateway",
@@ -591,6 +646,16 @@ def build_parser() -> argparse.ArgumentParser:
     show = _api_parser(device, "show", "show a device", cmd_device_show)
     show.add_argument("--product", required=True)
     show.add_argument("--key", required=True)
+    block = device.add_parser(
+        "block", help="see or lift what keeps a device from connecting"
+    ).add_subparsers(dest="block_action", metavar="ACTION", required=True)
+    for name, help_text, func in (
+        ("show", "a device's connect blocks and recent wrong signs", cmd_device_block_show),
+        ("clear", "lift a device's connect blocks at once", cmd_device_block_clear),
+    ):
+        blocked = _api_parser(block, name, help_text, func)
+        blocked.add_argument("--product", required=True, help="ProductKey")
+        blocked.add_argument("--key", required=True, help="DeviceKey")
     export = _api_parser(device, "export", "export a product's credentials", cmd_device_export)
     export.add_argument("--product", required=True)
     export.add_argument("file", type=Path, metavar="FILE", help=".csv or .json")

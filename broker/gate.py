@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from broker import access
-from broker.admission import ConnectAttempt, ConnectLimit, ConnectLimiter, Refusal, admit
+from broker.admission import ConnectAttempt, Refusal, admit
 from broker.codecs import Codec
 from broker.commands import MAX_WAITING, CommandService
+from broker.connect_guard import SIGN_FAILURE_LIMIT, ConnectGuard, ConnectLimit
 from broker.credentials import CredentialCache
 from broker.gateways import GatewayService
 from broker.identity import DeviceIdentity, Identity
@@ -35,6 +36,8 @@ REFUSAL_LOG_KEYS = 10_000  # bound on the memory that throttling takes
 class GateConfig:
     allow_anonymous: bool = False
     connect_limit: ConnectLimit = field(default_factory=ConnectLimit)
+    sign_failure_limit: ConnectLimit = SIGN_FAILURE_LIMIT
+    sign_max_age: float | None = None  # seconds a sign's timestamp may be old; None: any
     max_payload: int = DEFAULT_MAX_PAYLOAD
     writer: WriterConfig = field(default_factory=WriterConfig)
     # Sub-devices online through one gateway at once (EnOS's default).
@@ -56,11 +59,15 @@ class Gate:
         self.config = config
         self.stats = GateStats()
         self.cache = CredentialCache()
-        self.limiter = ConnectLimiter(config.connect_limit)
+        self.limiter = ConnectGuard(
+            config.connect_limit, config.sign_failure_limit, config.sign_max_age
+        )
         self.writer = WriteBehind(registry.store, config.writer)
         self.sessions = SubDeviceSessions(config.max_subdevices_per_gateway)
         self.presence = Presence(self.cache, self.writer, self.sessions)
-        self.gateways = GatewayService(registry, self.cache, self.presence, self.writer)
+        self.gateways = GatewayService(
+            registry, self.cache, self.presence, self.writer, self.limiter
+        )
         self.commands = CommandService(
             registry, self.cache, self.presence, max_waiting=config.max_waiting_commands
         )
@@ -106,10 +113,15 @@ class Gate:
             self.limiter,
             time.monotonic(),
             allow_anonymous=self.config.allow_anonymous,
+            online=self.presence.direct,
         )
         if isinstance(decision, Refusal):
             self.stats.refused += 1
-            self._record_refusal(decision)
+            if decision.announce:  # a block starts: said once, with its end, unthrottled
+                key = (decision.reason, decision.product_key, decision.device_key)
+                self._refusals_logged.pop(key, None)
+            if not decision.quiet:
+                self._record_refusal(decision)
         else:
             self.stats.admitted += 1
         return decision

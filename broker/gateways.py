@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from broker.connect_guard import ConnectGuard
 from broker.credentials import CredentialCache, DeviceId
 from broker.identity import DeviceIdentity
 from broker.presence import Presence
@@ -29,6 +30,7 @@ from broker.protocol import (
     request_id_of,
     sign_matches,
 )
+from broker.protocol.signs import timestamp_ms, timestamp_problem
 from broker.protocol.topics import SYS
 from broker.routing import PAYLOAD_NOT_JSON, Outcome, Result, fault
 from broker.writer import WriteBehind
@@ -62,11 +64,14 @@ class GatewayService:
         cache: CredentialCache,
         presence: Presence,
         writer: WriteBehind,
+        guard: ConnectGuard | None = None,
     ) -> None:
         self.registry = registry
         self.cache = cache
         self.presence = presence
         self.writer = writer
+        # Sub-device signs are held to CONNECT's rules: --sign-max-age and no reuse.
+        self.guard = guard or ConnectGuard()
 
     # -- MQTT -----------------------------------------------------------------------------
 
@@ -135,6 +140,7 @@ class GatewayService:
 
     def _check_sign(
         self,
+        org_id: str,
         sub: DeviceId,
         client_id: Any,
         timestamp: Any,
@@ -143,10 +149,13 @@ class GatewayService:
         *,
         alink: bool = False,
     ) -> Result | None:
-        """The sub-device exists and the sign is its secret's; None when both hold."""
+        """The sub-device exists in the gateway's organisation and the sign is its
+        secret's, fresh and (with --sign-max-age) not used before; None when all hold."""
         credential = self.cache.devices.get(sub)
         label = f"{sub[0]}/{sub[1]}"
-        if credential is None:
+        if credential is None or credential.org_id != org_id:
+            # Another organisation's device is answered as no device at all, so that
+            # its keys cannot be found out by trying them.
             return fault(codes.DEVICE_NOT_FOUND, f"sub-device {label} does not exist")
         if not all(isinstance(v, str) and v for v in (client_id, timestamp, method, sign)):
             return fault(
@@ -154,6 +163,7 @@ class GatewayService:
                 f"{label}: clientId, timestamp, signMethod and sign are required strings",
             )
         try:
+            stamp = timestamp_ms(timestamp)
             if alink:  # an HMAC keyed by the sub-device's secret (protocol.md, section 6)
                 content = {
                     "clientId": client_id,
@@ -170,6 +180,15 @@ class GatewayService:
             return fault(codes.SIGN_FAILED, f"{label}: {exc}")
         if not sign_matches(expected, sign):
             return fault(codes.SIGN_FAILED, f"{label}: the sign does not match its secret")
+        max_age = self.guard.sign_max_age
+        problem = timestamp_problem(stamp, time.time() * 1000, max_age)
+        if problem is not None:
+            return fault(codes.SIGN_FAILED, f"{label}: {problem}")
+        if max_age is not None and self.guard.signs.used(sub, sign):
+            return fault(
+                codes.SIGN_FAILED,
+                f"{label}: this sign was used before: with --sign-max-age every login signs anew",
+            )
         return None
 
     # -- topology -------------------------------------------------------------------------
@@ -184,6 +203,7 @@ class GatewayService:
                 return fault(codes.PAYLOAD_FORMAT_ERROR, f"params[{index}] must be an object")
             sub = _sub_of(entry)
             problem = self._check_sign(
+                gateway.org_id,
                 sub,
                 entry.get("clientId"),
                 entry.get("timestamp"),
@@ -297,7 +317,9 @@ class GatewayService:
     ) -> Result:
         """Log a sub-device in; with `apply` False, only check that it could be."""
         alink = gateway.dialect == "alink"
-        problem = self._check_sign(sub, client_id, timestamp, method, sign, alink=alink)
+        problem = self._check_sign(
+            gateway.org_id, sub, client_id, timestamp, method, sign, alink=alink
+        )
         if problem is not None:
             return problem
         label = f"{sub[0]}/{sub[1]}"
@@ -330,6 +352,8 @@ class GatewayService:
                 codes.TOO_MANY_REQUESTS,
                 f"{sessions.limit} sub-devices are online through this gateway, its limit",
             )
+        if apply:
+            self.guard.signs.record(sub, str(sign))
         if apply and sessions.through(*sub) != gateway.key:
             self.presence.sub_online(gateway, sub)
         return Result(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from broker.admission import ConnectAttempt, ConnectLimit, ConnectLimiter, Refusal, admit
+from broker.admission import ConnectAttempt, Refusal, admit
+from broker.connect_guard import AttemptLimiter, ConnectGuard, ConnectLimit, Wait
 from broker.credentials import CredentialCache
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
 from broker.protocol import enos_credentials
@@ -17,7 +18,8 @@ from registry.ids import hash_secret
 from registry.models import I18nString, ProductSettings
 
 SECRET = "device-secret-1"
-NO_LIMIT = ConnectLimiter(ConnectLimit(interval=0, burst=0))
+OFF = ConnectLimit(interval=0, burst=0)
+NO_LIMIT = ConnectGuard(OFF, OFF)
 
 
 def product(key: str = "pk1", **settings: Any) -> Product:
@@ -63,9 +65,13 @@ def cache_with(*items: Product | Device) -> CredentialCache:
 
 
 def signed(
-    product_key: str = "pk1", device_key: str = "dk1", secret: str = SECRET, **kw: Any
+    product_key: str = "pk1",
+    device_key: str = "dk1",
+    secret: str = SECRET,
+    timestamp: str = "1795300635825.1592",
+    **kw: Any,
 ) -> ConnectAttempt:
-    creds = enos_credentials(product_key, device_key, secret, "1795300635825.1592", **kw)
+    creds = enos_credentials(product_key, device_key, secret, timestamp, **kw)
     return ConnectAttempt(creds.client_id, creds.username, creds.password)
 
 
@@ -186,33 +192,128 @@ def test_anonymous_clients_only_when_allowed() -> None:
 
 
 def test_the_connect_limit_refuses_too_soon_then_blocks_a_burst() -> None:
-    limiter = ConnectLimiter(ConnectLimit(interval=1.0, burst=3, window=60, block=300))
+    limiter = AttemptLimiter(ConnectLimit(interval=1.0, burst=3, window=60, block=300))
     key = ("pk1", "dk1")
     assert limiter.allow(key, 0.0) is None
-    assert limiter.allow(key, 0.5) == pytest.approx(0.5)  # under a second after the last
+    too_soon = limiter.allow(key, 0.5)
+    assert too_soon is not None and not too_soon.blocked
+    assert too_soon.seconds == pytest.approx(0.5)
     assert limiter.allow(key, 2.0) is None
     # The fourth attempt within the window (the refused one counts) blocks for 300 s.
-    assert limiter.allow(key, 4.0) == 300
-    assert limiter.allow(key, 100.0) == pytest.approx(204)
+    assert limiter.allow(key, 4.0) == Wait(300, blocked=True, started=True)
+    assert limiter.allow(key, 100.0) == Wait(204, blocked=True)
     assert limiter.allow(key, 304.5) is None  # the block is over
     assert limiter.allow(("pk1", "other"), 4.0) is None  # per device
 
 
 def test_attempts_leave_the_window() -> None:
-    limiter = ConnectLimiter(ConnectLimit(interval=1.0, burst=2, window=10, block=300))
+    limiter = AttemptLimiter(ConnectLimit(interval=1.0, burst=2, window=10, block=300))
     key = ("pk1", "dk1")
     for start in (0.0, 11.0, 22.0, 33.0):
         assert limiter.allow(key, start) is None
         assert limiter.allow(key, start + 5) is None
 
 
-def test_a_limited_device_is_refused_before_its_sign_is_checked() -> None:
-    limiter = ConnectLimiter(ConnectLimit(interval=1.0, burst=4, window=120, block=300))
+def test_the_failure_table_is_bounded() -> None:
+    limiter = AttemptLimiter(ConnectLimit(interval=0, burst=1, window=60, block=60), max_keys=3)
+    for n in range(10):
+        limiter.count(("pk1", "dk1", f"10.0.0.{n}"), 0.0)
+        limiter.count(("pk1", "dk1", f"10.0.0.{n}"), 0.0)  # blocks that address
+    assert len(list(limiter.keys_of(("pk1", "dk1")))) <= 6
+
+
+STAMP = "1795300635825.1592"
+WALL = 1795300635825.1592  # the server's clock when the sign above was made
+
+
+def guessed(n: int, secret: str = "guess-secret") -> ConnectAttempt:
+    creds = enos_credentials("pk1", "dk1", secret, STAMP)
+    return ConnectAttempt(creds.client_id, creds.username, creds.password, peer=f"10.0.0.{n}")
+
+
+def test_wrong_signs_do_not_count_against_the_connect_limit() -> None:
+    guard = ConnectGuard(ConnectLimit(interval=1.0, burst=4, window=120, block=300))
     cache = cache_with(product(), device())
-    assert isinstance(admit(signed(), cache, limiter, 0.0), DeviceIdentity)
-    decision = admit(signed(secret="wrong-secret"), cache, limiter, 0.1)
-    assert refusal(decision) == "rate-limited"
-    assert isinstance(decision, Refusal) and decision.code == 429
+    for n in range(20):  # a stranger from twenty addresses, each under its failure limit
+        assert refusal(admit(guessed(n), cache, guard, n * 0.01, wall_ms=WALL)) == "wrong-sign"
+    assert isinstance(admit(signed(), cache, guard, 1.0, wall_ms=WALL), DeviceIdentity)
+
+
+def test_wrong_signs_block_the_guessing_address_and_only_it() -> None:
+    guard = ConnectGuard(failure_limit=ConnectLimit(interval=0, burst=3, window=60, block=600))
+    cache = cache_with(product(), device())
+    for t in range(3):
+        assert refusal(admit(guessed(1), cache, guard, t, wall_ms=WALL)) == "wrong-sign"
+    started = admit(guessed(1), cache, guard, 3.0, wall_ms=WALL)
+    assert isinstance(started, Refusal) and started.code == 429 and started.announce
+    assert "refused until 2026-11-21T22:47:15Z" in started.message  # WALL + 600 s
+    # From that address even the right secret is refused unchecked until the block ends:
+    # otherwise guessing would go on at full speed. Elsewhere the device gets in.
+    right_there = ConnectAttempt(*astuple_of(signed()), peer="10.0.0.1")
+    during = admit(right_there, cache, guard, 4.0, wall_ms=WALL)
+    assert isinstance(during, Refusal) and during.reason == "sign-failures" and during.quiet
+    elsewhere = ConnectAttempt(*astuple_of(signed()), peer="10.0.0.2")
+    assert isinstance(admit(elsewhere, cache, guard, 4.0, wall_ms=WALL), DeviceIdentity)
+    assert [b.address for b in guard.blocks(("pk1", "dk1"), 4.0)] == ["10.0.0.1"]
+    assert guard.clear(("pk1", "dk1")) == 1
+    again = ConnectAttempt(*astuple_of(signed(timestamp="1795300635826")), peer="10.0.0.1")
+    assert isinstance(admit(again, cache, guard, 5.0, wall_ms=WALL), DeviceIdentity)
+
+
+def astuple_of(attempt: ConnectAttempt) -> tuple[str, str | None, str | None]:
+    return attempt.client_id, attempt.username, attempt.password
+
+
+@pytest.mark.parametrize("stamp", ["banana", "1e12", "-5", "", "١٧٩٥", "1.2.3", "0x10"])
+def test_a_timestamp_that_is_no_number_is_refused(stamp: str) -> None:
+    creds = enos_credentials("pk1", "dk1", SECRET, stamp)
+    decision = admit(
+        ConnectAttempt(creds.client_id, creds.username, creds.password),
+        cache_with(product(), device()),
+        NO_LIMIT,
+        0,
+        wall_ms=WALL,
+    )
+    assert refusal(decision) == "bad-client-id"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "max_age", "admitted"),
+    [
+        (STAMP, 60.0, True),
+        (str(int(WALL / 1000)), 60.0, True),  # seconds, as linkkit signs
+        (str(WALL - 59_000), 60.0, True),
+        (str(WALL - 61_000), 60.0, False),
+        (str(WALL + 61_000), 60.0, False),
+        ("99999999999999", 60.0, False),
+        ("99999999999999", None, False),  # a day ahead is refused even without a window
+        ("1000", None, True),  # a device without a clock
+    ],
+)
+def test_the_sign_max_age(stamp: str, max_age: float | None, admitted: bool) -> None:
+    guard = ConnectGuard(OFF, OFF, sign_max_age=max_age)
+    creds = enos_credentials("pk1", "dk1", SECRET, stamp)
+    attempt = ConnectAttempt(creds.client_id, creds.username, creds.password)
+    decision = admit(attempt, cache_with(product(), device()), guard, 0, wall_ms=WALL)
+    assert isinstance(decision, DeviceIdentity) is admitted, decision
+
+
+def test_a_replayed_sign_is_refused_within_the_window() -> None:
+    guard = ConnectGuard(OFF, OFF, sign_max_age=600)
+    cache = cache_with(product(), device())
+    assert isinstance(admit(signed(), cache, guard, 0, wall_ms=WALL), DeviceIdentity)
+    assert refusal(admit(signed(), cache, guard, 1, wall_ms=WALL)) == "replayed-sign"
+
+
+def test_without_a_window_a_sign_used_before_does_not_take_over_an_online_device() -> None:
+    guard = ConnectGuard(OFF, OFF)
+    cache = cache_with(product(), device())
+    assert isinstance(admit(signed(), cache, guard, 0, wall_ms=WALL), DeviceIdentity)
+    online = {("pk1", "dk1")}
+    in_use = admit(signed(), cache, guard, 1, wall_ms=WALL, online=online)
+    assert refusal(in_use) == "sign-in-use"
+    # Offline, the SDKs resend the CONNECT they signed once: it is admitted.
+    assert isinstance(admit(signed(), cache, guard, 2, wall_ms=WALL), DeviceIdentity)
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,13 @@ from broker.api.calls import Call, Handler
 from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
 from broker.api.device_topos import topo_actions
-from broker.api.devices import DEVICE_ACTIONS
+from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.thing_models import MODEL_ACTIONS
 from broker.commands import CommandService
+from broker.connect_guard import ConnectGuard
 from broker.gateways import GatewayService
 from registry import (
     DeviceCreate,
@@ -152,6 +153,7 @@ def create_app(
     stats: StatsSource | None = None,
     gateways: GatewayService | None = None,
     commands: CommandService | None = None,
+    guard: ConnectGuard | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -172,6 +174,8 @@ def create_app(
         resources["device-topos"] = topo_actions(gateways)
     if commands is not None:
         resources["commands"] = command_actions(commands)
+    if guard is not None:
+        resources["devices"] = {**DEVICE_ACTIONS, **connect_block_actions(guard)}
     for name, actions in resources.items():
         endpoint = _route(name, actions)
         app.add_api_route(

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import Response
 
+from broker.admission import iso_time
 from broker.api.calls import Call, Handler, pagination
 from broker.api.envelope import ok
-from registry import InvalidArgument
+from broker.connect_guard import ConnectGuard
+from registry import Device, InvalidArgument
+
+log = logging.getLogger("gatehouse.api")
 
 
 async def create(call: Call) -> Response:
@@ -91,3 +98,44 @@ DEVICE_ACTIONS: dict[str, Handler] = {
     "disable": disable,
     "delete": delete,
 }
+
+
+def connect_block_actions(guard: ConnectGuard) -> dict[str, Handler]:
+    """`getConnectBlock` and `clearConnectBlock`: what keeps a device from connecting
+    (its connect limit, wrong signs from an address), and lifting it."""
+
+    def view(device: Device) -> dict[str, Any]:
+        now, wall_ms = time.monotonic(), time.time() * 1000
+        key = (device.productKey, device.deviceKey)
+        blocks = [
+            {
+                "reason": block.reason,
+                "address": block.address,
+                "blockedUntil": iso_time(wall_ms + block.seconds_left * 1000),
+                "secondsLeft": round(block.seconds_left, 1),
+            }
+            for block in guard.blocks(key, now)
+        ]
+        return {
+            "productKey": device.productKey,
+            "deviceKey": device.deviceKey,
+            "blocked": bool(blocks),
+            "blocks": blocks,
+            "failedSigns": guard.failures_of(key, now),
+        }
+
+    async def get_block(call: Call) -> Response:
+        return ok(view(await call.device()))
+
+    async def clear_block(call: Call) -> Response:
+        device = await call.device()
+        lifted = guard.clear((device.productKey, device.deviceKey))
+        log.info(
+            "%s/%s: %d connect block(s) lifted through the API",
+            device.productKey,
+            device.deviceKey,
+            lifted,
+        )
+        return ok({**view(device), "cleared": lifted})
+
+    return {"getConnectBlock": get_block, "clearConnectBlock": clear_block}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -26,6 +27,13 @@ SECURE_MODE_DEVICE_SECRET = 2
 SECURE_MODE_PRODUCT_SECRET = 3
 MAX_CLIENT_ID = 256  # longer client ids are refused before any parsing
 
+# A sign's timestamp: milliseconds since 1970 as the EnOS SDK sends it (`str(time.time()
+# * 1000)`, a fraction included), or seconds as linkkit's CONNECT and the EnOS SDK's
+# batch login send it (`str(int(time.time()))`, `str(time.time())`). ASCII digits only.
+TIMESTAMP = re.compile(r"[0-9]{1,17}(?:\.[0-9]{1,9})?")
+SECONDS_BELOW = 1e11  # a smaller value is seconds: 1e11 ms is 1973, 1e11 s the year 5138
+MAX_CLOCK_AHEAD = 86_400.0  # seconds a timestamp may be ahead of the server without a window
+
 
 class ClientIdError(ValueError):
     """The client id is not in the `{id}|key=value,...|` shape, or names an unknown method."""
@@ -39,6 +47,35 @@ class EnosClientId:
     secure_mode: int
     sign_method: str
     timestamp: str
+    timestamp_ms: float = 0.0  # the timestamp read as milliseconds since 1970
+
+
+def timestamp_ms(timestamp: str) -> float:
+    """A sign's timestamp as milliseconds since 1970; ClientIdError if it is no number."""
+    if TIMESTAMP.fullmatch(timestamp) is None:
+        raise ClientIdError(
+            f"timestamp {timestamp[:32]!r} is not a number of milliseconds (or seconds) since 1970"
+        )
+    value = float(timestamp)
+    return value * 1000 if value < SECONDS_BELOW else value
+
+
+def timestamp_problem(stamp_ms: float, now_ms: float, max_age: float | None) -> str | None:
+    """Why a sign's timestamp is refused at `now_ms`, or None. Without a window
+    (`max_age` None) only a timestamp over a day ahead of the server's clock is."""
+    ahead = (stamp_ms - now_ms) / 1000
+    limit = MAX_CLOCK_AHEAD if max_age is None else max_age
+    if ahead > limit:
+        return (
+            f"the sign's timestamp is {ahead:.0f} s ahead of the server's clock"
+            f" (at most {limit:g} s)"
+        )
+    if max_age is not None and -ahead > max_age:
+        return (
+            f"the sign's timestamp is {-ahead:.0f} s old, over --sign-max-age ({max_age:g} s):"
+            " sign each connection with the current time"
+        )
+    return None
 
 
 def enos_sign(secret: str, params: Mapping[str, str], method: str = DEFAULT_SIGN_METHOD) -> str:
@@ -91,7 +128,7 @@ def parse_enos_client_id(client_id: str) -> EnosClientId:
     timestamp = fields.get("timestamp", "")
     if not timestamp:
         raise ClientIdError("client id has no timestamp")
-    return EnosClientId(cid, secure_mode, method, timestamp)
+    return EnosClientId(cid, secure_mode, method, timestamp, timestamp_ms(timestamp))
 
 
 def enos_client_id(
