@@ -283,6 +283,8 @@ async def _storm(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
 
 
 async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
+    if not fleet.senders and fleet.devices:
+        report.stopped = "no device connected"
     if not fleet.senders or config.rate <= 0:
         return
     default = ModelValues(LOAD_TSL, seed=7)

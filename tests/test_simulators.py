@@ -223,6 +223,15 @@ async def test_a_load_with_bad_behaviour_reports_the_refusals(gatehouse: Gatehou
     assert set(report.latency_ms) == {"p50", "p90", "p99", "max"}
 
 
+async def test_a_load_of_which_no_device_connects_says_so(gatehouse: Gatehouse) -> None:
+    config = LoadConfig(
+        devices=2, mqtt_port=gatehouse.mqtt_port, wrong_secret_share=1.0, progress=False
+    )
+    report = await run_load(platform_of(gatehouse), config)
+    assert report.connected == 0 and report.failures == {"refused (CONNACK 5)": 2}
+    assert report.stopped == "no device connected" and report.sent == 0
+
+
 def test_the_load_cli_prints_and_writes_its_report(gatehouse: Gatehouse, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     result = gatehouse_cli(
