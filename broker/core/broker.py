@@ -38,6 +38,7 @@ from amqtt.utils import gen_client_id
 
 from broker.core.handler import GatehouseHandler
 from broker.core.hooks import DROP, BrokerHooks, Verdict
+from broker.core.refusals import REFUSED_CONNECTS
 from broker.core.session import GatehouseSession
 from broker.core.subscriptions import SubscriptionIndex, has_wildcard, is_valid_filter, matches
 
@@ -84,6 +85,16 @@ class CoreStats:
     dropped_slow: int = 0  # QoS 0 to a subscriber whose socket buffer was full
     dropped_queue: int = 0  # oldest queued messages dropped from a full client queue
     taken_over: int = 0
+
+
+async def _stored(stored: asyncio.Future[None]) -> BaseException | None:
+    """Wait for a write to commit; why it failed, if it did."""
+    try:
+        # Shielded: the future is shared by everything in its batch.
+        await asyncio.shield(stored)
+    except Exception as exc:
+        return exc
+    return None
 
 
 # A subscription: the session, its granted QoS, and whether the server made it (an
@@ -164,15 +175,14 @@ class GatehouseBroker(Broker):
                 GatehouseHandler.init_from_connect(reader, writer, self.plugins_manager),
                 self.limits.connect_timeout,
             )
-        except TimeoutError:
+        except (TimeoutError, AMQTTError, MQTTError) as exc:
             # A socket that never sends CONNECT must not hold a connection slot forever.
+            # Issue 14, item 14: logged throttled; amqtt's line per socket is filtered out.
             with contextlib.suppress(Exception):
                 await writer.close()
-            raise MQTTError(f"no CONNECT from {remote_address}:{remote_port} in time") from None
-        except (AMQTTError, MQTTError) as exc:
-            with contextlib.suppress(Exception):
-                await writer.close()
-            raise MQTTError(f"bad CONNECT from {remote_address}:{remote_port}: {exc}") from exc
+            reason = "no CONNECT in time" if isinstance(exc, TimeoutError) else f"{exc}"
+            REFUSED_CONNECTS.note(f"{remote_address}:{remote_port}", reason)
+            raise MQTTError(f"{remote_address}:{remote_port}: {reason}") from None
         if not session.client_id:
             session.client_id = gen_client_id()
         session.retained_messages = asyncio.Queue(maxsize=self.limits.max_queued)
@@ -395,9 +405,16 @@ class GatehouseBroker(Broker):
         else:
             verdict = await self.hooks.published(session, topic, data, qos)
         pending = handler.unacked
-        if verdict.stored is None and not pending and handler.acker is None:
-            await self._complete_publish(session, handler, message, verdict, None)
-            return True
+        if not pending and handler.acker is None:
+            if verdict.stored is None:
+                await self._complete_publish(session, handler, message, verdict, None)
+                return True
+            if session.delivered_message_queue.empty():
+                # Nothing else to work on (a device waiting for its reply): wait here
+                # rather than start a task for one message.
+                failure = await _stored(verdict.stored)
+                await self._complete_publish(session, handler, message, verdict, failure)
+                return True
         # Answered and acknowledged once stored, behind what came before it.
         pending.append((message, verdict))
         if handler.acker is None:
@@ -413,13 +430,7 @@ class GatehouseBroker(Broker):
         try:
             while pending:
                 message, verdict = pending[0]
-                failure: BaseException | None = None
-                if verdict.stored is not None:
-                    try:
-                        # Shielded: the future is shared by everything in its batch.
-                        await asyncio.shield(verdict.stored)
-                    except Exception as exc:
-                        failure = exc
+                failure = None if verdict.stored is None else await _stored(verdict.stored)
                 pending.popleft()
                 handler.unacked_room.set()
                 await self._complete_publish(session, handler, message, verdict, failure)
