@@ -233,19 +233,30 @@ def test_a_timestamp_that_is_no_number_is_refused(
 
 
 def test_a_replayed_connect_does_not_kick_the_online_device(
-    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+    new_gatehouse: Callable[..., Gatehouse],
 ) -> None:
-    device = new_device(api, make_product())
+    # No connect limit: the replay must be refused for what it is, not for coming soon.
+    server = new_gatehouse(None, "--connect-limit", "off")
+    api = server.client()
+    device = new_device(api, new_product(api))
     stamp = str(time.time() * 1000)
-    with connect(gatehouse.mqtt_port, device, timestamp=stamp) as client:
+    with connect(server.mqtt_port, device, timestamp=stamp) as client:
         assert client.accepted
         # The very CONNECT the device sent, captured and replayed byte for byte.
-        assert raw_connect(gatehouse.mqtt_port, signed_packet(device, timestamp=stamp)) == 5
+        assert raw_connect(server.mqtt_port, signed_packet(device, timestamp=stamp)) == 5
         post = {"measurepoints": {"temp": 21}}
         assert request(client, device, "thing/measurepoint/post", post)["code"] == 200
         assert not client.disconnected.is_set()
     entry = eventually(lambda: refusals(api, device))[0]
     assert entry["code"] == 742 and "does not take over" in entry["detail"]
+
+
+def new_product(api: Api, **settings: Any) -> str:
+    model = unique("model")
+    api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
+    body = {"productName": unique("product"), "modelId": model, **settings}
+    key: str = api("products", "create", body).ok()
+    return key
 
 
 def test_the_sign_max_age_refuses_old_future_and_reused_signs(
@@ -254,9 +265,7 @@ def test_the_sign_max_age_refuses_old_future_and_reused_signs(
     limits = ("--sign-failure-limit", "off", "--connect-limit", "off")
     server = new_gatehouse(None, "--sign-max-age", "60", *limits)
     api = server.client()
-    model = unique("model")
-    api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-    device = new_device(api, api("products", "create", {"productName": "p", "modelId": model}).ok())
+    device = new_device(api, new_product(api))
     port = server.mqtt_port
     now = time.time() * 1000
     assert raw_connect(port, signed_packet(device, timestamp=str(int(now - 120_000)))) == 5
@@ -293,16 +302,8 @@ def test_sub_device_signs_are_held_to_the_same_rules(
 ) -> None:
     server = new_gatehouse(None, "--sign-max-age", "60")
     api = server.client()
-    model = unique("model")
-    api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-
-    def product(kind: str) -> str:
-        body = {"productName": unique(kind), "modelId": model, "deviceType": kind}
-        key: str = api("products", "create", body).ok()
-        return key
-
-    gateway = new_device(api, product("gateway"))
-    sub = new_device(api, product("subdevice"))
+    gateway = new_device(api, new_product(api, deviceType="gateway"))
+    sub = new_device(api, new_product(api, deviceType="subdevice"))
     with connect(server.mqtt_port, gateway) as client:
         assert request(client, gateway, "thing/topo/add", [signed_sub(sub)])["code"] == 200
         login = ext_topic(gateway, "combine/login")
