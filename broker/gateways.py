@@ -19,6 +19,7 @@ from broker.presence import Presence
 from broker.protocol import (
     ClientIdError,
     EnvelopeError,
+    PayloadNotJson,
     Request,
     alink_sign,
     codes,
@@ -88,7 +89,8 @@ class GatewayService:
         try:
             request = parse_request(payload)
         except EnvelopeError as exc:
-            code = PAYLOAD_NOT_JSON if "not JSON" in str(exc) else codes.PAYLOAD_FORMAT_ERROR
+            not_json = isinstance(exc, PayloadNotJson)
+            code = PAYLOAD_NOT_JSON if not_json else codes.PAYLOAD_FORMAT_ERROR
             return self._answer(
                 gateway, topic, payload, request_id_of(payload), fault(code, str(exc))
             )

@@ -21,6 +21,7 @@ from broker.credentials import CredentialCache, ProductCredential
 from broker.identity import DeviceIdentity
 from broker.protocol import (
     EnvelopeError,
+    PayloadNotJson,
     Request,
     Uplink,
     classify_alink_uplink,
@@ -143,7 +144,9 @@ class Router:
         try:
             request = parse_request(payload)
         except EnvelopeError as exc:
-            code = PAYLOAD_NOT_JSON if "not JSON" in str(exc) else codes.PAYLOAD_FORMAT_ERROR
+            code = (
+                PAYLOAD_NOT_JSON if isinstance(exc, PayloadNotJson) else codes.PAYLOAD_FORMAT_ERROR
+            )
             result = fault(code, str(exc))
             return self._answer(device, now_ms, topic, payload, request_id_of(payload), result)
         result = await self._request(device, product, uplink, event, request, now_ms)

@@ -7,6 +7,7 @@ anyone else) can sign, address and parse messages exactly as the broker does.
 from broker.protocol import codes
 from broker.protocol.envelope import (
     EnvelopeError,
+    PayloadNotJson,
     Request,
     encode_alink_reply,
     encode_reply,
@@ -49,6 +50,7 @@ __all__ = [
     "EnosClientId",
     "EnosCredentials",
     "EnvelopeError",
+    "PayloadNotJson",
     "Request",
     "Uplink",
     "alink_connect_params",

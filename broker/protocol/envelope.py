@@ -12,6 +12,10 @@ class EnvelopeError(ValueError):
     """The payload is not a request envelope; the message says what is wrong."""
 
 
+class PayloadNotJson(EnvelopeError):
+    """The payload does not parse as JSON at all (the SDKs have a code of their own)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     id: str
@@ -26,7 +30,7 @@ def parse_request(payload: bytes) -> Request:
     try:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise EnvelopeError(f"payload is not JSON: {exc.msg} at byte {exc.pos}") from None
+        raise PayloadNotJson(f"payload is not JSON: {exc.msg} at byte {exc.pos}") from None
     if not isinstance(body, dict):
         raise EnvelopeError("payload must be a JSON object with id, version, method and params")
     raw_id = body.get("id")
