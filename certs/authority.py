@@ -25,7 +25,15 @@ SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
 CA_DAYS = 3650
 SERVER_DAYS = 825
 URI_PREFIX = "urn:gatehouse:device:"
+# The device keys the platforms take: EnOS's CSR guide names RSA 2048 and EC prime256v1
+# (P-256); P-384 and RSA up to 4096 bits are what public CAs and AWS IoT also accept.
 MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 4096
+EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
+KEY_RULE = (
+    f"the key must be RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits or EC on"
+    f" {' or '.join(EC_CURVES.values())}"
+)
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -213,11 +221,7 @@ class CertificateAuthority:
         *,
         not_before: datetime.datetime | None = None,
     ) -> Issued:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            if public_key.key_size < MIN_RSA_BITS:
-                raise CertificateError(f"an RSA key must have at least {MIN_RSA_BITS} bits")
-        elif not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise CertificateError("the key must be EC or RSA")
+        check_device_key(public_key)
         start = not_before or _now() - datetime.timedelta(minutes=5)
         subject = x509.Name(
             [
@@ -251,6 +255,18 @@ class CertificateAuthority:
         except (ValueError, TypeError, InvalidSignature):
             return False
         return True
+
+
+def check_device_key(public_key: object) -> None:
+    """Refuse a key the platforms would not certify (a P-192 or RSA-1024 key, say)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS:
+            raise CertificateError(f"{KEY_RULE}, not RSA of {public_key.key_size} bits")
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name not in EC_CURVES:
+            raise CertificateError(f"{KEY_RULE}, not EC on {public_key.curve.name}")
+    else:
+        raise CertificateError(f"{KEY_RULE}, not {type(public_key).__name__}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,14 @@ from pydantic import (
     model_validator,
 )
 
-DEVICE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{4,32}$")
-PRODUCT_KEY = re.compile(r"^[A-Za-z0-9_\-]{4,32}$")
-SECRET = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
-MODEL_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
-TIMEZONE = re.compile(r"^[+-](0\d|1[0-4]):[0-5]\d$")
+# Matched whole (fullmatch): with `^...$` and match(), "abcd\n" would pass, since `$`
+# also matches before a trailing newline.
+DEVICE_KEY = re.compile(r"[A-Za-z0-9_.\-]{4,32}")
+PRODUCT_KEY = re.compile(r"[A-Za-z0-9_\-]{4,32}")
+SECRET = re.compile(r"[A-Za-z0-9_\-]{8,64}")
+MODEL_ID = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
+TIMEZONE = re.compile(r"[+-](0\d|1[0-4]):[0-5]\d")
+CODEC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 DeviceType = Literal["direct", "gateway", "subdevice"]
 NetworkMethod = Literal["2G", "3G", "4G", "5G", "Wi-Fi", "NB-IoT", "Bluetooth"]
@@ -36,7 +39,7 @@ DeviceState = Literal["inactive", "online", "offline", "disabled"]
 
 def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(rule)
         return value
 
@@ -50,6 +53,7 @@ DeviceKey = Annotated[
 Secret = Annotated[str, _matching(SECRET, "must be 8 to 64 letters, digits, '_' or '-'")]
 ModelId = Annotated[str, _matching(MODEL_ID, "must be 1 to 64 letters, digits or _-.")]
 Timezone = Annotated[str, _matching(TIMEZONE, "must look like +08:00 or -05:30")]
+CodecName = Annotated[str, _matching(CODEC_NAME, "must be 1 to 64 letters, digits or _-.")]
 
 # NB-IoT eDRX cycles run from 20.48 s to 10485.76 s (3GPP TS 24.008).
 EDRX_MIN_S = 20.48
@@ -92,8 +96,8 @@ class PowerSaving(BaseModel):
 
 class GatewayDeviceRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    productKey: str
-    deviceKey: str
+    productKey: ProductKey
+    deviceKey: DeviceKey
 
 
 class SpecifiedGateway(BaseModel):
@@ -101,7 +105,7 @@ class SpecifiedGateway(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
-    gatewayProductKeys: list[str] = Field(default_factory=list, max_length=100)
+    gatewayProductKeys: list[ProductKey] = Field(default_factory=list, max_length=100)
     gatewayDevices: list[GatewayDeviceRef] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
@@ -124,7 +128,7 @@ class ProductSettings(BaseModel):
     networkMethod: NetworkMethod | None = None
     dataFormat: Literal["Json", "Custom"] = "Json"
     # Custom products: the codec that turns raw bytes into TSL requests and replies back.
-    codec: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    codec: CodecName | None = None
     connectedPlatform: str | None = Field(default=None, max_length=64)
     encryption: Literal["DTLS", "plaintext"] | None = None
     powerSaving: PowerSaving | None = None
@@ -234,7 +238,7 @@ class Product(BaseModel):
 
 class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    productKey: str
+    productKey: ProductKey
     deviceName: I18n
     timezone: Timezone
     deviceKey: DeviceKey | None = None

@@ -47,7 +47,7 @@ from registry.sqlite import SqliteStore
 from registry.tsl import CompiledModel, compile_model
 
 M = TypeVar("M", bound=BaseModel)
-USER_ID = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
+USER_ID = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")  # matched whole (fullmatch)
 MAX_BATCH = 50_000
 
 
@@ -498,7 +498,7 @@ class Registry:
         try:
             issued = self._authority().issue(body["csr"], device.productKey, device.deviceKey, days)
         except CertificateError as exc:
-            raise InvalidArgument(str(exc)) from None
+            raise InvalidArgument(f"body field csr: {exc}") from None
         return await self._store_certificate(device, issued)
 
     async def renew_certificate(self, device: Device, body: Any) -> Certificate:
@@ -510,7 +510,10 @@ class Registry:
         if old.revokedAt is not None:
             raise Conflict(f"certificate {serial} is revoked; apply for a new one")
         days = await self._valid_days(device, body.get("validDay"))
-        issued = self._authority().renew(old.certPem, device.productKey, device.deviceKey, days)
+        try:
+            issued = self._authority().renew(old.certPem, device.productKey, device.deviceKey, days)
+        except CertificateError as exc:  # a key certified before the rules tightened
+            raise InvalidArgument(f"certificate {serial}: {exc}; apply with a new key") from None
         return await self._store_certificate(device, issued)
 
     async def revoke_certificate(self, device: Device, serial: Any) -> None:
@@ -624,7 +627,7 @@ class Registry:
         return await self.store.list_bindings(device.productKey, device.deviceKey)
 
     async def _binding_product(self, device: Device, user_id: str) -> Product:
-        if not USER_ID.match(user_id):
+        if not USER_ID.fullmatch(user_id):
             raise InvalidArgument("userId must be 1 to 64 letters, digits or _.@-")
         return await self.get_product(device.orgId, device.productKey)
 

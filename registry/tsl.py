@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from registry.errors import InvalidArgument
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")  # matched whole (fullmatch)
 TEXT_MAX = 10240
 ARRAY_MAX = 512
 
@@ -24,7 +24,7 @@ TypeName = Literal["int", "float", "double", "bool", "enum", "text", "date", "st
 
 
 def _check_identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise ValueError(
             f"identifier {value!r} must be 1 to 50 letters, digits or '_',"
             " not starting with a digit"

@@ -36,10 +36,9 @@ class Call:
         source = self.body if isinstance(self.body, Mapping) else {}
         pagination = source.get("pagination") if isinstance(source, Mapping) else None
         pagination = pagination if isinstance(pagination, Mapping) else {}
-        return Page.of(
-            self.query.get("pageNo") or pagination.get("pageNo"),
-            self.query.get("pageSize") or pagination.get("pageSize"),
-        )
+        number = _whole("pageNo", self.query.get("pageNo") or pagination.get("pageNo"), MAX_PAGE)
+        size = _whole("pageSize", self.query.get("pageSize") or pagination.get("pageSize"), 1000)
+        return Page.of(number, size)
 
     async def device(self) -> Device:
         """The device the query names, by productKey and deviceKey or by assetId."""
@@ -52,6 +51,26 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+
+# Far beyond any real listing, and small enough that no offset overflows SQLite's integers.
+MAX_PAGE = 1_000_000
+
+
+def _whole(name: str, value: Any, most: int) -> int | None:
+    """A page number or size from the query (text) or the body (a JSON number), or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value) if len(value) <= 12 else most + 1
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value) if abs(value) <= most else most + 1
+    else:
+        raise InvalidArgument(f"{name} must be a whole number, not {value!r:.40}")
+    if not 1 <= number <= most:
+        raise InvalidArgument(f"{name} must be 1 to {most}, not {value!r:.40}")
+    return number
 
 
 def pagination(page: Page, total: int) -> dict[str, int]:

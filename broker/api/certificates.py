@@ -3,8 +3,6 @@ issued by gatehouse's CA from the device's CSR."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from starlette.responses import Response
 
 from broker.api.calls import Call, Handler
@@ -24,12 +22,12 @@ async def apply(call: Call) -> Response:
 
 
 async def renew(call: Call) -> Response:
+    call.field("certSN")
     return _issued(call, await call.registry.renew_certificate(await call.device(), call.body))
 
 
 async def revoke(call: Call) -> Response:
-    serial = call.body.get("certSN") if isinstance(call.body, Mapping) else None
-    await call.registry.revoke_certificate(await call.device(), serial)
+    await call.registry.revoke_certificate(await call.device(), call.field("certSN"))
     return ok()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 
 from starlette.responses import Response
@@ -27,9 +28,12 @@ def _number(call: Call, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         raise InvalidArgument(f"{name} must be a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(f"{name} must be a number of seconds, not {raw!r:.40}")
+    return seconds
 
 
 def command_actions(commands: CommandService) -> dict[str, Handler]:

@@ -29,6 +29,9 @@ async def _sub_devices(call: Call) -> list[Device]:
     for entry in entries:
         if not isinstance(entry, Mapping):
             raise InvalidArgument("each of subDevices must be an object")
+        for name in ("productKey", "deviceKey", "assetId"):
+            if not isinstance(entry.get(name, ""), str):
+                raise InvalidArgument(f"subDevices: {name} must be a string")
         found.append(
             await call.registry.get_device(
                 call.org.orgId,
