@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from broker.api.limits import DEFAULT_MAX_BODY
 from broker.client import ApiClient, ApiError
 from broker.codecs import CodecError, parse_codec_option
 from broker.connect_guard import SIGN_FAILURE_LIMIT, ConnectLimit
@@ -140,6 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mqtts_port=args.mqtts_port,
         ca_cert=args.ca_cert,
         ca_key=args.ca_key,
+        max_api_body=args.max_api_body,
     )
     try:
         with contextlib.suppress(KeyboardInterrupt), event_loop(args.event_loop) as runner:
@@ -513,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--provision", type=Path, help="a TOML or JSON file of models, products, devices"
     )
     serve_p.add_argument("--max-devices-per-product", type=int, default=10_000)
+    serve_p.add_argument(
+        "--max-api-body",
+        type=_positive,
+        default=DEFAULT_MAX_BODY,
+        help="largest API request body in bytes; a bigger one is refused with 413 before"
+        " it is read (default %(default)s, over twice a 10,000-device batchCreate)",
+    )
     serve_p.add_argument(
         "--max-queued-messages",
         type=_positive,

@@ -18,6 +18,7 @@ import uvicorn
 
 from broker import provision
 from broker.api import create_app
+from broker.api.limits import DEFAULT_MAX_BODY
 from broker.bootstrap import first_organization
 from broker.codecs import load_codecs
 from broker.core import CoreLimits
@@ -48,6 +49,7 @@ class ServeConfig:
     ca_cert: Path | None = None  # a CA to use instead of the data directory's own
     ca_key: Path | None = None
     codecs: dict[str, str] = field(default_factory=dict)  # NAME -> module:attribute
+    max_api_body: int = DEFAULT_MAX_BODY  # bytes; a bigger API body gets a 413, unread
 
 
 def event_loop(choice: str = "auto") -> asyncio.Runner:
@@ -125,7 +127,14 @@ async def serve(config: ServeConfig) -> None:
 
         server = _ApiServer(
             uvicorn.Config(
-                create_app(registry, stats, gate.gateways, gate.commands, gate.limiter),
+                create_app(
+                    registry,
+                    stats,
+                    gate.gateways,
+                    gate.commands,
+                    gate.limiter,
+                    max_body=config.max_api_body,
+                ),
                 host=config.host,
                 port=config.http_port,
                 log_level="warning",

@@ -23,6 +23,7 @@ from broker.api.commands import command_actions
 from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
 from broker.api.envelope import EnvelopeResponse, error
+from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.thing_models import MODEL_ACTIONS
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/connect-service/v2.1"
 # EnOS serves batch create under v2.0; gatehouse answers every resource on both.
 LEGACY_PREFIX = "/connect-service/v2.0"
-MAX_BODY = 64 * 1024 * 1024
 
 RESOURCES: dict[str, dict[str, Handler]] = {
     "products": PRODUCT_ACTIONS,
@@ -88,15 +88,17 @@ def _credentials(request: Request) -> tuple[str, str]:
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise InvalidArgument(f"the body is larger than {MAX_BODY} bytes")
+    raw = await request.body()  # its size is bounded already (BodyLimit)
     if not raw.strip():
         return {}
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
+    where = too_deep(body)
+    if where is not None:
+        raise InvalidArgument(f"body field {where} nests deeper than {MAX_JSON_DEPTH} levels")
+    return body
 
 
 def _route(name: str, actions: dict[str, Handler]) -> Any:
@@ -154,6 +156,8 @@ def create_app(
     gateways: GatewayService | None = None,
     commands: CommandService | None = None,
     guard: ConnectGuard | None = None,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -166,6 +170,7 @@ def create_app(
         default_response_class=EnvelopeResponse,
     )
     app.state.registry = registry
+    app.add_middleware(BodyLimit, max_body=max_body)
 
     resources = dict(RESOURCES)
     if stats is not None:
