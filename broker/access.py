@@ -6,11 +6,14 @@ same decisions.
   `/ext/session/{pk}/{dk}/`; wildcards may follow that prefix, never replace part of it.
   A gateway also under those of the sub-devices logged in through it, and nobody else
   under theirs.
-- An application (an organisation's access key) is read-only: it may subscribe to its
-  own organisation's products, `/sys/{pk}/...` and `/ext/session/{pk}/...`, with the
-  ProductKey spelled out.
-- An anonymous client (only with `--allow-anonymous`) stays out of the reserved
-  namespaces `/sys`, `/ext` and `$SYS` entirely.
+- An application (an organisation's access key) is read-only: it may subscribe to any
+  filter that can match its devices' topics (`#`, `/sys/+/+/#`, `/sys/{pk}/...` for
+  its own ProductKey, `/ext/session/...`) and receives its own organisation's device
+  traffic only: that is checked on each delivery.
+- An anonymous client (only with `--allow-anonymous`) never publishes or receives in
+  the reserved namespaces `/sys`, `/ext` and `$SYS`; it may subscribe to any filter
+  that can match a topic outside them (`#`, `/#`, `+/...`), and what it receives is
+  kept outside them on each delivery.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import parse_device_topic
 
+# Topic prefixes of the device namespaces: nothing there is retained.
+DEVICE_NAMESPACES = ("/sys/", "/ext/")
 # The device namespaces and the broker's own: `/sys/...`, `/ext/...`, `$SYS/...`.
 RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (("", "sys"), ("", "ext"), ("$SYS",))
 
@@ -55,9 +60,22 @@ def _may_match_prefix(levels: list[str], prefix: tuple[str, ...]) -> bool:
     return True
 
 
+def only_reserved(topic_filter: str) -> bool:
+    """True if every topic the filter can match is in a reserved namespace: its literal
+    first levels name one (`/sys/...`, `/ext/#`, `$SYS/#`)."""
+    levels = topic_filter.split("/")
+    return any(tuple(levels[: len(prefix)]) == prefix for prefix in RESERVED_PREFIXES)
+
+
 def anonymous_may_use(topic_filter: str) -> bool:
-    """An anonymous client may publish, subscribe and receive outside the reserved namespaces."""
+    """An anonymous client may publish and receive outside the reserved namespaces."""
     return not may_touch_reserved(topic_filter)
+
+
+def anonymous_may_subscribe(topic_filter: str) -> bool:
+    """Any filter that can match a topic outside the reserved namespaces; deliveries
+    into them are refused one by one (`may_receive`)."""
+    return not only_reserved(topic_filter)
 
 
 def device_may_use(
@@ -83,9 +101,30 @@ def product_of_filter(topic_filter: str) -> str | None:
     return None if product_key in ("", "+", "#") else product_key
 
 
+def _named_product(topic_filter: str) -> str | None:
+    """The literal ProductKey level of a device-namespace filter, however short."""
+    levels = topic_filter.split("/")
+    if levels[:2] == ["", "sys"] and len(levels) > 2:
+        product_key = levels[2]
+    elif levels[:3] == ["", "ext", "session"] and len(levels) > 3:
+        product_key = levels[3]
+    else:
+        return None
+    return None if product_key in ("+", "#") else product_key
+
+
 def app_may_subscribe(app: AppIdentity, topic_filter: str, owner: ProductOwner) -> bool:
-    product_key = product_of_filter(topic_filter)
-    return product_key is not None and owner(product_key) == app.org_id
+    """A filter that can match device topics, naming no ProductKey of another
+    organisation; each delivery is checked against the organisation (`may_receive`)."""
+    if not _may_match_device_topic(topic_filter):
+        return False
+    product_key = _named_product(topic_filter)
+    return product_key is None or owner(product_key) == app.org_id
+
+
+def _may_match_device_topic(topic_filter: str) -> bool:
+    levels = topic_filter.split("/")
+    return _may_match_prefix(levels, ("", "sys")) or _may_match_prefix(levels, ("", "ext"))
 
 
 def may_publish(identity: Identity, topic: str, through: LoggedInThrough = _nobody) -> bool:
@@ -106,7 +145,7 @@ def may_subscribe(
         return device_may_use(identity, topic_filter, through)
     if isinstance(identity, AppIdentity):
         return app_may_subscribe(identity, topic_filter, owner)
-    return anonymous_may_use(topic_filter)
+    return anonymous_may_subscribe(topic_filter)
 
 
 def may_receive(identity: Identity, topic: str, owner: ProductOwner) -> bool:

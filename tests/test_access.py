@@ -12,7 +12,7 @@ from broker.access import (
     may_subscribe,
     may_touch_reserved,
 )
-from broker.identity import AppIdentity, DeviceIdentity
+from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
 
 
 @pytest.mark.parametrize(
@@ -97,17 +97,41 @@ def test_a_device_may_not_leave_its_own_topics(topic: str) -> None:
         ("/sys/pkA/#", True),
         ("/ext/session/pkA/+/combine/#", True),
         ("/sys/pkB/#", False),  # another organisation's product
-        ("/sys/+/+/thing/measurepoint/post", False),  # the ProductKey must be spelled out
-        ("/sys/#", False),
-        ("#", False),
+        # Wide filters are granted: each delivery is checked against the organisation.
+        ("/sys/+/+/thing/measurepoint/post", True),
+        ("/sys/#", True),
+        ("#", True),
         ("/sys/unknown/#", False),
-        ("demo/x", False),
+        ("demo/x", False),  # can match no device topic
+        ("$SYS/#", False),
     ],
 )
 def test_an_application_subscribes_to_its_own_products_only(
     topic_filter: str, allowed: bool
 ) -> None:
     assert may_subscribe(APP, topic_filter, OWNERS.get) is allowed
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "allowed"),
+    [
+        ("#", True),
+        ("/#", True),
+        ("+/sys/#", True),
+        ("+/+", True),
+        ("demo/#", True),
+        ("/sys/#", False),
+        ("/sys/pk/dk/thing/service/reboot", False),
+        ("/ext/session/#", False),
+        ("$SYS/#", False),
+    ],
+)
+def test_an_anonymous_client_subscribes_to_any_filter_reaching_outside_the_namespaces(
+    topic_filter: str, allowed: bool
+) -> None:
+    anonymous = AnonymousIdentity("plain")
+    assert may_subscribe(anonymous, topic_filter, OWNERS.get) is allowed
+    assert not may_receive(anonymous, "/sys/pkA/dkA/thing/measurepoint/post", OWNERS.get)
 
 
 def test_an_application_is_read_only_and_receives_its_own_products_only() -> None:

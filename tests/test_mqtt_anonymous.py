@@ -48,7 +48,7 @@ def test_allowed_anonymous_clients_exchange_messages(open_gatehouse: Gatehouse) 
 
 
 @pytest.mark.parametrize(
-    "topic_filter", ["#", "/sys/pk/dk/thing/service/reboot", "/ext/session/#", "+/sys/#", "$SYS/#"]
+    "topic_filter", ["/sys/pk/dk/thing/service/reboot", "/ext/session/#", "/sys/#", "$SYS/#"]
 )
 def test_anonymous_subscriptions_to_reserved_namespaces_are_refused(
     open_gatehouse: Gatehouse, topic_filter: str
@@ -58,6 +58,16 @@ def test_anonymous_subscriptions_to_reserved_namespaces_are_refused(
         assert client.subscribe(topic_filter) == 0x80
         # The refusal is per filter: the connection stays usable.
         assert client.subscribe("demo/ok") == 0
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("topic_filter", ["#", "/#", "+/sys/#", "+/+"])
+def test_anonymous_wide_filters_are_granted(open_gatehouse: Gatehouse, topic_filter: str) -> None:
+    """Issue 14: `mosquitto_sub -t '#'` works; the namespaces are kept out per delivery."""
+    client = Client(open_gatehouse.mqtt_port, "watcher")
+    try:
+        assert client.subscribe(topic_filter) == 0
     finally:
         client.close()
 
