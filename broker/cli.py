@@ -127,6 +127,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
             max_packet=2 * args.max_payload + 65_536,
             disconnect_on_refused_publish=args.on_refused_publish == "disconnect",
+            max_payload=args.max_payload,
+            max_retained=args.max_retained_messages,
+            max_retained_bytes=args.max_retained_bytes,
         ),
         gate=GateConfig(
             allow_anonymous=args.allow_anonymous,
@@ -528,6 +531,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=CoreLimits().max_queued,
         help="QoS 1/2 messages kept per client while it is offline or behind;"
         " when full the oldest is dropped (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--max-retained-messages",
+        type=_positive,
+        default=CoreLimits().max_retained,
+        help="retained messages kept at once; a retained PUBLISH to a new topic past it"
+        " is routed but not retained (default %(default)s)",
+    )
+    serve_p.add_argument(
+        "--max-retained-bytes",
+        type=_positive,
+        default=CoreLimits().max_retained_bytes,
+        help="payload bytes of all retained messages together, bounded the same way"
+        " (default %(default)s)",
     )
     serve_p.add_argument(
         "--max-inflight",

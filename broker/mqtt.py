@@ -6,10 +6,11 @@ them, and they cost throughput on every message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from broker.access import DEVICE_NAMESPACES
 from broker.amqtt_plugin import GateHooks
 from broker.core import CoreLimits, CoreStats, GatehouseBroker
 from broker.gate import Gate
@@ -78,8 +79,10 @@ class MqttBroker:
 
     async def start(self) -> None:
         hooks = GateHooks(self.gate)
+        # Devices do not retain on the platforms gatehouse emulates (issue 14, item 5).
+        limits = replace(self.config.limits, no_retain_prefixes=DEVICE_NAMESPACES)
         self._broker = GatehouseBroker(
-            broker_config(self.config, self.gate), limits=self.config.limits, hooks=hooks
+            broker_config(self.config, self.gate), limits=limits, hooks=hooks
         )
         hooks.bind(self._broker)
         await self._broker.start()

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.constants import QOS_0, QOS_1
+from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import (
     BrokerProtocolHandler,
     Subscription,
@@ -73,6 +75,17 @@ class CoreLimits:
     # What happens to a PUBLISH the topic ACL refuses: dropped and counted, or the
     # connection is closed as well.
     disconnect_on_refused_publish: bool = False
+    # The largest payload routed or retained, for every client (a device's request over
+    # it is answered by the service first). Bigger ones are dropped and counted.
+    max_payload: int = 512 * 1024
+    # Retained messages kept at once, and their payload bytes. A retained PUBLISH for a
+    # new topic that would pass either bound is routed but not retained (counted);
+    # replacing or clearing a topic's retained message always works.
+    max_retained: int = 10_000
+    max_retained_bytes: int = 64 * 1024 * 1024
+    # Topics under these prefixes are never retained (devices do not retain on the
+    # platforms gatehouse emulates); the message itself is routed as usual.
+    no_retain_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -85,6 +98,8 @@ class CoreStats:
     dropped_slow: int = 0  # QoS 0 to a subscriber whose socket buffer was full
     dropped_queue: int = 0  # oldest queued messages dropped from a full client queue
     taken_over: int = 0
+    oversized: int = 0  # PUBLISHes (and wills) over max_payload, not routed
+    retain_refused: int = 0  # retained PUBLISHes not retained: device namespace or full
 
 
 async def _stored(stored: asyncio.Future[None]) -> BaseException | None:
@@ -117,11 +132,13 @@ class GatehouseBroker(Broker):
         self.hooks = hooks or BrokerHooks()
         self.stats = CoreStats()
         self._index: SubscriptionIndex[str, Entry] = SubscriptionIndex()
+        self._retained_bytes = 0  # payload bytes of `_retained_messages`
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         self._index.clear()
+        self._retained_bytes = 0
         await super().start()
 
     async def drain(self, grace: float) -> None:
@@ -237,8 +254,9 @@ class GatehouseBroker(Broker):
                 BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=session
             )
             await handler.start()
-            # After start: amqtt's start() resends whatever is in flight (for a resumed
-            # session), so a message the hook sends before it would go out twice.
+            # [MQTT-4.4.0-1] a resumed session goes on with its unacknowledged
+            # deliveries first; then the hook, so that nothing it sends goes out twice.
+            self._resume_inflight(session, handler)
             self.hooks.connected(session, handler)
             # Defect 3: amqtt replayed retained messages for every subscription in the
             # broker here. A reconnecting session gets only what was queued for it;
@@ -453,7 +471,7 @@ class GatehouseBroker(Broker):
                 log.exception("%s: answering its PUBLISH failed", session.client_id)
         if failure is not None:
             return  # not stored: no PUBACK, so the client still holds it and can resend
-        if verdict.route:
+        if verdict.route and self._within_payload_limit(session, message.topic, message.data):
             await self.plugins_manager.fire_event(
                 BrokerEvents.MESSAGE_BROADCAST, client_id=session.client_id, message=message
             )
@@ -472,18 +490,114 @@ class GatehouseBroker(Broker):
         handler: BrokerProtocolHandler,
         disconnect_waiter: asyncio.Future[Any],
     ) -> None:
-        """amqtt's disconnect handling, except that the will passes the topic ACL first.
+        """End a connection: its will (unless it sent DISCONNECT), then the handler.
 
-        Stock amqtt published a will to any topic the client named, its ACL unasked.
+        Replaces amqtt's, which published the will to any topic the client named, its
+        ACL and the service unasked, and which read the result of `disconnect_waiter`
+        even when the broker itself had just ended the connection (a PUBLISH to `$SYS/x`
+        or `""`, a refused topic with `disconnect_on_refused_publish`): an
+        InvalidStateError, so the will and the disconnect hooks were skipped.
         """
-        if client_session.will_flag and client_session.will_topic:
-            allowed = await self._topic_filtering(
-                client_session, client_session.will_topic, Action.PUBLISH
+        assert isinstance(handler, GatehouseHandler)
+        disconnect_waiter.cancel()  # if the broker ended the connection, it never resolves
+        # The handler's record, not the waiter's result: the waiter reads None when the
+        # DISCONNECT came before it started waiting.
+        if client_session.will_flag and not isinstance(handler.farewell, DisconnectPacket):
+            try:
+                await self._publish_will(client_session, handler)
+            except Exception:
+                log.exception("%s: publishing its will failed", client_session.client_id)
+        client_session.will_flag = False  # [MQTT-3.1.2-10] the will is used once at most
+        await self._stop_handler(handler)
+        client_session.transitions.disconnect()
+        await self.plugins_manager.fire_event(
+            BrokerEvents.CLIENT_DISCONNECTED,
+            client_id=client_session.client_id,
+            client_session=client_session,
+        )
+
+    async def _publish_will(self, session: Session, handler: GatehouseHandler) -> None:
+        """Issue 14, item 10: a will goes the way of any PUBLISH of its client.
+
+        The topic checks and ACL of `_handle_publish`, then `hooks.published` (a
+        device's will on its own measurepoint post is checked against its thing model
+        like a post), then, once what the service stored has committed,
+        `_complete_publish` answers, routes and retains it as it would the PUBLISH.
+        """
+        topic = session.will_topic or ""
+        data = bytes(session.will_message or b"")
+        qos = session.will_qos or QOS_0
+        retain = bool(session.will_retain)
+        if not topic or has_wildcard(topic) or topic.startswith("$"):
+            log.info("%s: its will topic %r is invalid: not sent", session.client_id, topic)
+            return
+        if not await self._topic_filtering(session, topic, Action.PUBLISH):
+            self.stats.refused_publish += 1
+            log.info("%s: its will topic %r is refused by the ACL", session.client_id, topic)
+            return
+        message = IncomingApplicationMessage(None, topic, qos, data, retain)
+        message.publish_packet = PublishPacket.build(topic, data, None, False, qos, retain)
+        verdict = await self.hooks.published(session, topic, data, qos)
+        failure: BaseException | None = None
+        if verdict.stored is not None:
+            try:
+                failure = await asyncio.wait_for(_stored(verdict.stored), DRAIN_WAIT)
+            except TimeoutError as exc:
+                failure = exc
+        await self._complete_publish(session, handler, message, verdict, failure)
+
+    def _within_payload_limit(self, session: Session, topic: str, data: bytes | bytearray) -> bool:
+        if len(data) <= self.limits.max_payload:
+            return True
+        self.stats.oversized += 1
+        log.info(
+            "%s published %d bytes to %r, over the limit of %d: not routed",
+            session.client_id,
+            len(data),
+            topic,
+            self.limits.max_payload,
+        )
+        return False
+
+    async def retain_message(
+        self,
+        source_session: Session | None,
+        topic_name: str | None,
+        data: bytes | bytearray | None,
+        qos: int | None = None,
+    ) -> None:
+        """Keep, replace or clear a topic's retained message, within bounds.
+
+        Issue 14, item 5: amqtt kept every retained message of any size without end,
+        device topics included, and an empty payload left an empty entry behind instead
+        of removing it [MQTT-3.3.1-10], [MQTT-3.3.1-11].
+        """
+        if topic_name is None:
+            return
+        if topic_name.startswith(self.limits.no_retain_prefixes):
+            self.stats.retain_refused += 1
+            return
+        previous = self._retained_messages.pop(topic_name, None)
+        if previous is not None:
+            self._retained_bytes -= len(previous.data)
+        if not data:
+            return
+        count, size = len(self._retained_messages), self._retained_bytes + len(data)
+        if count >= self.limits.max_retained or size > self.limits.max_retained_bytes:
+            self.stats.retain_refused += 1
+            client_id = source_session.client_id if source_session is not None else None
+            log.info(
+                "%s: retained store full (%d messages, %d bytes): %r not retained",
+                client_id,
+                count,
+                self._retained_bytes,
+                topic_name,
             )
-            if not allowed:
-                log.info("%s: will topic refused by the ACL", client_session.client_id)
-                client_session.will_flag = False
-        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+            return
+        self._retained_messages[topic_name] = RetainedApplicationMessage(
+            source_session, topic_name, bytes(data), qos
+        )
+        self._retained_bytes = size
 
     # -- subscriptions -----------------------------------------------------------------
 
@@ -531,6 +645,8 @@ class GatehouseBroker(Broker):
             one = self._retained_messages.get(topic_filter)
             found = [one] if one is not None else []
         for retained in found:
+            if not await self._topic_filtering(session, retained.topic, Action.RECEIVE):
+                continue  # a wide filter ('#') sees only what the client may receive
             granted = min(qos, retained.qos if retained.qos is not None else qos)
             self._deliver(session, retained.topic, bytes(retained.data), granted, retain=True)
 
@@ -582,7 +698,13 @@ class GatehouseBroker(Broker):
         """Hand one message to one session: its socket now, or its bounded queue."""
         entry = self._sessions.get(session.client_id or "")
         handler = entry[1] if entry is not None and entry[0] is session else None
-        connected = handler is not None and session.transitions.state == "connected"
+        # [MQTT-3.3.1-1] a connection whose client has left gets nothing new: it would be
+        # marked sent, and resent with DUP 1, though it never went out.
+        connected = (
+            isinstance(handler, GatehouseHandler)
+            and session.transitions.state == "connected"
+            and not handler.is_leaving
+        )
         if not connected:
             # MQTT 3.1.1, 3.1.2.4: queue QoS 1 and 2 for a disconnected persistent session.
             if qos > QOS_0 and not session.clean_session:
@@ -622,9 +744,20 @@ class GatehouseBroker(Broker):
         qos: int,
         retain: bool,
     ) -> None:
-        task = asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=retain))
-        handler.outbound.add(task)
         self.stats.delivered += 1
+        self._track_flow(session, handler, handler.mqtt_publish(topic, data, qos, retain=retain))
+
+    def _resume_inflight(self, session: Session, handler: GatehouseHandler) -> None:
+        """Go on with a resumed session's unacknowledged deliveries, in their order."""
+        for message in handler.inflight():
+            self._track_flow(session, handler, handler.resend(message))
+
+    def _track_flow(
+        self, session: Session, handler: GatehouseHandler, flow: Coroutine[Any, Any, Any]
+    ) -> None:
+        """Run one QoS 1/2 delivery in the client's in-flight window."""
+        task = asyncio.ensure_future(flow)
+        handler.outbound.add(task)
 
         def finished(done: asyncio.Future[Any]) -> None:
             handler.outbound.discard(task)
@@ -640,7 +773,7 @@ class GatehouseBroker(Broker):
         if self._sessions.get(session.client_id or "", (None, None))[1] is not handler:
             return
         while not queue.empty() and len(handler.outbound) < self.limits.max_inflight:
-            if session.transitions.state != "connected":
+            if session.transitions.state != "connected" or handler.is_leaving:
                 return
             message = queue.get_nowait()
             qos = message.qos or QOS_0
