@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from broker.admission import ConnectAttempt, Refusal, admit
-from broker.connect_guard import AttemptLimiter, ConnectGuard, ConnectLimit, Wait
+from broker.cli import build_parser
+from broker.connect_guard import (
+    SIGN_FAILURE_LIMIT,
+    AttemptLimiter,
+    ConnectGuard,
+    ConnectLimit,
+    Wait,
+)
 from broker.credentials import CredentialCache
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
 from broker.protocol import enos_credentials
@@ -332,3 +339,26 @@ def test_connect_limit_options(text: str, expected: ConnectLimit) -> None:
 def test_bad_connect_limit_options_say_the_format(text: str) -> None:
     with pytest.raises(ValueError, match=r"BURST/WINDOW|burst must"):
         ConnectLimit.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "max_age", "failures"),
+    [
+        ([], None, SIGN_FAILURE_LIMIT),
+        (["--sign-max-age", "900", "--sign-failure-limit", "3/60:600"], 900.0,
+         ConnectLimit(interval=0, burst=3, window=60, block=600)),
+        (["--sign-max-age", "off", "--sign-failure-limit", "off"], None, OFF),
+        (["--sign-max-age", "0"], None, SIGN_FAILURE_LIMIT),
+    ],
+)  # fmt: skip
+def test_serve_options_for_signs(
+    argv: list[str], max_age: float | None, failures: ConnectLimit
+) -> None:
+    args = build_parser().parse_args(["serve", *argv])
+    assert (args.sign_max_age, args.sign_failure_limit) == (max_age, failures)
+
+
+@pytest.mark.parametrize("argv", [["--sign-max-age", "soon"], ["--sign-max-age", "-1"]])
+def test_bad_sign_options_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", *argv])
