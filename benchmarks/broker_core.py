@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,12 @@ from benchmarks.common import (
     bounded,
     percentile,
     print_table,
-    ratio,
+    ratio_of,
     report,
     rss_kb,
     spare_the_collector,
 )
-from tests.brokers import StockAmqtt
-from tests.server import Gatehouse
+from simulators.launch import Gatehouse, StockAmqtt
 
 PUBLISHERS = 100
 WINDOW = 500
@@ -140,7 +140,7 @@ async def measure(core: str, port: int, pid: int, clients: int, args: argparse.N
 
     started = time.monotonic()
     row.connected = await bounded(
-        [lambda i=i: join(i) for i in range(clients)], started + args.connect_deadline
+        [partial(join, i) for i in range(clients)], started + args.connect_deadline
     )
     if row.connected < clients:
         row.notes.append(f"connect: {row.connected} of {clients} in {args.connect_deadline} s")
@@ -194,7 +194,7 @@ async def measure(core: str, port: int, pid: int, clients: int, args: argparse.N
     started = time.monotonic()
     done = await bounded(
         [
-            lambda i=i: devices[i].subscribe(f"bench/{i}/reply", f"bench/{i}/down")
+            partial(devices[i].subscribe, f"bench/{i}/reply", f"bench/{i}/down")
             for i in range(clients)
         ],
         started + args.resubscribe_deadline,
@@ -266,17 +266,17 @@ def ratios(rows: list[Row]) -> dict[str, float | None]:
     )
 
     return {
-        f"gatehouse_fan_in_{large}_vs_{small}": ratio(
-            gh_large and gh_large.fan_in_msg_s, gh_small and gh_small.fan_in_msg_s
+        f"gatehouse_fan_in_{large}_vs_{small}": ratio_of(
+            gh_large, gh_small, lambda r: r.fan_in_msg_s
         ),
-        f"gatehouse_{large}_vs_stock_{small}_fan_in": ratio(
-            gh_large and gh_large.fan_in_msg_s, stock_small and stock_small.fan_in_msg_s
+        f"gatehouse_{large}_vs_stock_{small}_fan_in": ratio_of(
+            gh_large, stock_small, lambda r: r.fan_in_msg_s
         ),
-        f"gatehouse_vs_stock_fan_in_at_{small}": ratio(
-            gh_small and gh_small.fan_in_msg_s, stock_small and stock_small.fan_in_msg_s
+        f"gatehouse_vs_stock_fan_in_at_{small}": ratio_of(
+            gh_small, stock_small, lambda r: r.fan_in_msg_s
         ),
-        f"rss_per_client_gatehouse_vs_stock_at_{small}": ratio(
-            gh_small and gh_small.rss_per_client_kb, stock_small and stock_small.rss_per_client_kb
+        f"rss_per_client_gatehouse_vs_stock_at_{small}": ratio_of(
+            gh_small, stock_small, lambda r: r.rss_per_client_kb
         ),
     }
 

@@ -31,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import report, spare_the_collector
-from tests.brokers import StockAmqtt
+from simulators.launch import StockAmqtt
 
 TOPIC = "bench/clients"
 PAYLOAD = b"x" * 64

@@ -39,13 +39,12 @@ from benchmarks.common import (
     Credentials,
     create_devices,
     percentile,
-    ratio,
+    ratio_of,
     report,
     spare_the_collector,
 )
 from broker.protocol import encode_reply, encode_request, enos_credentials
-from tests.brokers import StockAmqtt
-from tests.server import Api, Gatehouse
+from simulators.launch import Api, Gatehouse, StockAmqtt
 
 MQTT_311 = 4
 TSL = {
@@ -228,7 +227,7 @@ def main() -> int:
             rows.append(uvloop.run(measure(broker, port, api, devices, args)))
     gh = next((r for r in rows if r.broker == "gatehouse"), None)
     stock = next((r for r in rows if r.broker == "amqtt"), None)
-    ratios = {"invokes_s_gatehouse_vs_stock": ratio(gh and gh.invokes_s, stock and stock.invokes_s)}
+    ratios = {"invokes_s_gatehouse_vs_stock": ratio_of(gh, stock, lambda r: r.invokes_s)}
     report("commands", rows, COLUMNS, ratios, args.json)
     return 0
 

@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from tests.server import Api
+from simulators.launch import Api
 
 IN_FLIGHT = 64
+R = TypeVar("R")
 
 
 def spare_the_collector() -> None:
@@ -121,3 +122,9 @@ def report(
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
+
+
+def ratio_of(a: R | None, b: R | None, figure: Callable[[R], float | None]) -> float | None:
+    """`ratio` of one figure of two rows, either of which may be missing (a broker that
+    did not run)."""
+    return ratio(figure(a) if a is not None else None, figure(b) if b is not None else None)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,7 @@ from benchmarks.common import (
     spare_the_collector,
 )
 from broker.protocol import encode_request, enos_credentials
-from tests.brokers import StockAmqtt
-from tests.server import Gatehouse
+from simulators.launch import Gatehouse, StockAmqtt
 
 CONNECTS_IN_FLIGHT = 100
 MQTT_311 = 4
@@ -182,7 +182,7 @@ async def measure(
 
     started = time.monotonic()
     row.connected = await bounded(
-        [lambda d=d: join(d) for d in devices],
+        [partial(join, d) for d in devices],
         started + args.connect_deadline,
         CONNECTS_IN_FLIGHT,
     )
@@ -215,7 +215,12 @@ async def measure(
 
 async def subscribe(device: Device, qos: int) -> None:
     done = asyncio.get_running_loop().create_future()
-    device.mqtt.on_subscribe = lambda *a: done.done() or done.set_result(None)
+
+    def subscribed(*_: Any) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    device.mqtt.on_subscribe = subscribed
     device.mqtt.subscribe(gmqtt.Subscription(device.topic, qos))
     await asyncio.wait_for(done, 30)
 

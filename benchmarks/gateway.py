@@ -42,13 +42,12 @@ from benchmarks.common import (
     Credentials,
     create_devices,
     percentile,
-    ratio,
+    ratio_of,
     report,
     spare_the_collector,
 )
 from broker.protocol import encode_request, enos_connect_params, enos_credentials, enos_sign
-from tests.brokers import StockAmqtt
-from tests.server import Gatehouse
+from simulators.launch import Gatehouse, StockAmqtt
 
 MQTT_311 = 4
 BATCH = 100
@@ -260,8 +259,8 @@ def main() -> int:
     gh = next((r for r in rows if r.broker == "gatehouse"), None)
     stock = next((r for r in rows if r.broker == "amqtt"), None)
     ratios = {
-        "logins_s_gatehouse_vs_stock": ratio(gh and gh.logins_s, stock and stock.logins_s),
-        "posts_msg_s_gatehouse_vs_stock": ratio(gh and gh.posts_msg_s, stock and stock.posts_msg_s),
+        "logins_s_gatehouse_vs_stock": ratio_of(gh, stock, lambda r: r.logins_s),
+        "posts_msg_s_gatehouse_vs_stock": ratio_of(gh, stock, lambda r: r.posts_msg_s),
     }
     report("gateway", rows, COLUMNS, ratios, args.json)
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.server import Gatehouse
+from simulators.launch import Gatehouse
 
 
 def cpu_seconds(pid: int) -> float:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,13 @@ from benchmarks.common import (
     bounded,
     create_devices,
     percentile,
-    ratio,
+    ratio_of,
     report,
     spare_the_collector,
 )
 from broker.protocol import enos_credentials
 from certs import CertificateAuthority, make_key_and_csr
-from tests.brokers import StockAmqtt
-from tests.server import Gatehouse
+from simulators.launch import Gatehouse, StockAmqtt
 
 MQTT_311 = 4
 IN_FLIGHT = 50
@@ -161,7 +161,7 @@ async def measure(broker: str, mode: str, target: Target, deadline_s: float) -> 
 
     started = time.monotonic()
     row.connected = await bounded(
-        [lambda i=i: join(i) for i in range(len(target.devices))],
+        [partial(join, i) for i in range(len(target.devices))],
         started + deadline_s,
         IN_FLIGHT,
     )
@@ -200,8 +200,8 @@ def main() -> int:
     ratios: dict[str, float | None] = {}
     for mode in MODES:
         gh, stock = find("gatehouse", mode), find("amqtt", mode)
-        ratios[f"connects_s_gatehouse_vs_stock_{mode}"] = ratio(
-            gh and gh.connects_s, stock and stock.connects_s
+        ratios[f"connects_s_gatehouse_vs_stock_{mode}"] = ratio_of(
+            gh, stock, lambda r: r.connects_s
         )
     report("tls", rows, COLUMNS, ratios, args.json)
     return 0
