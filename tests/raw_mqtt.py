@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 
 def _length(n: int) -> bytes:
@@ -71,3 +72,96 @@ class RawClient:
     def close(self) -> None:
         self.sock.sendall(b"\xe0\x00")  # DISCONNECT
         self.sock.close()
+
+
+# -- building and reading packets one at a time, for protocol violations ---------------
+
+
+def field(data: bytes | str) -> bytes:
+    """A length-prefixed MQTT field; bytes are sent as they are (invalid UTF-8 too)."""
+    raw = data.encode() if isinstance(data, str) else data
+    return struct.pack("!H", len(raw)) + raw
+
+
+def connect_packet(
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    keepalive: int = 60,
+    will: tuple[bytes | str, bytes] | None = None,
+    extra_flags: int = 0,
+) -> bytes:
+    """A CONNECT (clean session); `extra_flags` are OR-ed in unchecked (will QoS, retain)."""
+    flags = 0x02 | extra_flags
+    payload = field(client_id)
+    if will is not None:
+        flags |= 0x04
+        payload += field(will[0]) + field(will[1])
+    if username is not None:
+        flags |= 0x80
+        payload += field(username)
+    if password is not None:
+        flags |= 0x40
+        payload += field(password)
+    return _packet(0x10, field("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload)
+
+
+def publish_packet(topic: bytes | str, payload: bytes, qos: int = 0, packet_id: int = 1) -> bytes:
+    """A PUBLISH with any topic bytes and any QoS bits (3 included)."""
+    body = field(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
+    return _packet(0x30 | (qos << 1), body)
+
+
+def subscribe_packet(filters: list[tuple[bytes | str, int]], packet_id: int = 1) -> bytes:
+    body = struct.pack("!H", packet_id) + b"".join(field(f) + bytes([q]) for f, q in filters)
+    return _packet(0x82, body)
+
+
+def read_packet(sock: socket.socket, deadline: float | None = None) -> tuple[int, bytes] | None:
+    """The next packet as (first byte, body), or None at EOF (the server closed).
+    Past `deadline` (time.monotonic()) it raises TimeoutError."""
+
+    def exactly(n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            if deadline is not None:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                chunk = sock.recv(n - len(data))
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    first = exactly(1)
+    if first is None:
+        return None
+    length, shift = 0, 0
+    while True:
+        digit = exactly(1)
+        if digit is None:
+            return None
+        length += (digit[0] & 0x7F) << shift
+        shift += 7
+        if not digit[0] & 0x80:
+            break
+    body = exactly(length)
+    return None if body is None else (first[0], body)
+
+
+def packets_until_closed(sock: socket.socket, within: float) -> list[tuple[int, bytes]]:
+    """Every packet the server sends until it closes the connection, which it must do
+    within `within` seconds (else AssertionError)."""
+    deadline = time.monotonic() + within
+    received: list[tuple[int, bytes]] = []
+    try:
+        while (packet := read_packet(sock, deadline)) is not None:
+            received.append(packet)
+    except TimeoutError:
+        raise AssertionError(
+            f"the server kept the connection open for {within} s; it sent {received}"
+        ) from None
+    return received
