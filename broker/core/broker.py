@@ -78,9 +78,9 @@ class CoreLimits:
     # The largest payload routed or retained, for every client (a device's request over
     # it is answered by the service first). Bigger ones are dropped and counted.
     max_payload: int = 512 * 1024
-    # Retained messages kept at once, and their payload bytes. A retained PUBLISH for a
-    # new topic that would pass either bound is routed but not retained (counted);
-    # replacing or clearing a topic's retained message always works.
+    # Retained messages kept at once, and their payload bytes. A retained PUBLISH that
+    # would pass either bound is routed but not retained (counted); it still clears
+    # what its topic held, so no stale message stands in for it.
     max_retained: int = 10_000
     max_retained_bytes: int = 64 * 1024 * 1024
     # Topics under these prefixes are never retained (devices do not retain on the
