@@ -26,7 +26,6 @@ from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import MQTTPacket
 from amqtt.mqtt.pingreq import PingReqPacket
 from amqtt.mqtt.protocol.broker_handler import (
-    BrokerProtocolHandler,
     Subscription,
     UnSubscription,
 )
@@ -45,6 +44,7 @@ from amqtt.session import (
     Session,
 )
 
+from broker.core.flows import ResumableFlows
 from broker.core.packets import Malformed, decode, read_body, read_connect, read_header
 from broker.core.session import GatehouseSession
 
@@ -72,7 +72,7 @@ def _refusal(connect: Any) -> tuple[int, str] | None:
     return None
 
 
-class GatehouseHandler(BrokerProtocolHandler):
+class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flows.py
     """One client connection. Also carries the connection's end, for session take-over."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
