@@ -1,2 +1,2 @@
-"""Gatehouse's running service: the REST API and `gatehouse serve` (the MQTT broker
-joins it in the broker-core issue)."""
+"""Gatehouse's running service: `gatehouse serve`, the MQTT broker and the REST API in one
+event loop over the registry (docs/architecture.md)."""

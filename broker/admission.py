@@ -38,7 +38,7 @@ from broker.protocol.signs import (
 from certs import read_peer_certificate
 from registry.ids import secret_matches
 
-# The Alink code for an EnOS one, where Alink has its own (protocol.md, section 7).
+# The Alink code for an EnOS one, where Alink has its own (docs/protocol.md, section 7).
 ALINK_CODES = {codes.DEVICE_NOT_FOUND: 6100, codes.DEVICE_DISABLED: 6204}
 
 
@@ -160,7 +160,7 @@ def _prove(
         activating = client.secure_mode == SECURE_MODE_PRODUCT_SECRET
         if activating and not settings.dynamicActivateEnabled:
             # Dynamic activation: signed with the ProductSecret; the DeviceSecret is
-            # pushed to the device once it is in (protocol.md, section 5).
+            # pushed to the device once it is in (docs/protocol.md, section 5).
             return refuse(
                 "dynamic-activation",
                 "dynamic activation (securemode=3) is not enabled for this product",

@@ -1,4 +1,4 @@
-"""Commands to devices (protocol.md, sections 5 and 10): service invocation, measurepoint
+"""Commands to devices (docs/protocol.md, sections 5 and 10): service invocation, measurepoint
 set and raw bytes down, each checked against the thing model before it is sent, and
 followed from `pending` to an end: succeeded, failed, timed out, cancelled or expired.
 

@@ -30,7 +30,7 @@ class ConnectLimit:
     is refused; one more than `burst` within `window` seconds is refused and blocks
     the key for `block` seconds. `burst=0` turns the limit off.
 
-    The defaults are EnOS's published connect limit (protocol.md, section 8).
+    The defaults are EnOS's published connect limit (docs/protocol.md, section 8).
     """
 
     interval: float = 1.0

@@ -1,4 +1,4 @@
-"""Gateways (protocol.md, section 6): topology over MQTT and the REST API, sub-device
+"""Gateways (docs/protocol.md, section 6): topology over MQTT and the REST API, sub-device
 login and logout, and registration of new sub-devices.
 
 Every request is answered on its `_reply` topic with EnOS's codes. Topology changes go
@@ -39,7 +39,7 @@ from registry import Attachment, Conflict, Device, Registry, RegistryError
 
 MAX_BATCH_LOGIN = 1000  # sub-devices in one combine/login/batch
 MAX_ALINK_BATCH = 50  # Alink's combine/batch_login, all or nothing
-# The Alink code for an EnOS one, where Alink has its own (protocol.md, section 7).
+# The Alink code for an EnOS one, where Alink has its own (docs/protocol.md, section 7).
 ALINK_CODES = {
     codes.PAYLOAD_FORMAT_ERROR: 460,
     codes.DEVICE_NOT_FOUND: 6100,
@@ -166,7 +166,7 @@ class GatewayService:
             )
         try:
             stamp = timestamp_ms(timestamp)
-            if alink:  # an HMAC keyed by the sub-device's secret (protocol.md, section 6)
+            if alink:  # an HMAC keyed by the sub-device's secret (docs/protocol.md, section 6)
                 content = {
                     "clientId": client_id,
                     "deviceName": sub[1],
@@ -417,7 +417,7 @@ class GatewayService:
         return Result(data={"loginedSubDevices": logged})
 
     async def _alink_batch_login(self, gateway: DeviceIdentity, request: Request) -> Result:
-        """Alink's `combine/batch_login`: at most 50, all or nothing (protocol.md, 6, 8)."""
+        """Alink's `combine/batch_login`: at most 50, all or nothing (docs/protocol.md, 6, 8)."""
         params = request.params
         entries = params.get("deviceList") if isinstance(params, dict) else None
         if not isinstance(params, dict) or not isinstance(entries, list) or not entries:

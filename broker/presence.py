@@ -1,6 +1,6 @@
 """Who is online, directly or through a gateway, and what that changes: presence and
 events written behind, server-side subscriptions on the gateway's connection, and the
-notices a gateway gets about its sub-devices (protocol.md, sections 5 and 6)."""
+notices a gateway gets about its sub-devices (docs/protocol.md, sections 5 and 6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The router: what a device's PUBLISH means, whether it fits the thing model, and the
-reply it gets (protocol.md, sections 2 and 4). No amqtt here.
+reply it gets (docs/protocol.md, sections 2 and 4). No amqtt here.
 
 `Router.uplink` returns an `Outcome`: whether the message goes on to subscribers, and
 the reply payload for `<topic>_reply`. Accepted data is handed to the write-behind
@@ -37,12 +37,12 @@ from broker.protocol.topics import SYS
 from broker.writer import WriteBehind
 from registry import CompiledModel, Registry, RegistryError, Violation
 
-DEFAULT_MAX_PAYLOAD = 512 * 1024  # EnOS's limit (protocol.md, section 8)
+DEFAULT_MAX_PAYLOAD = 512 * 1024  # EnOS's limit (docs/protocol.md, section 8)
 MAX_ATTRIBUTES = 100
 PAYLOAD_NOT_JSON = 6207  # the EnOS SDK's "payload must be JSON"
 PARAMETER_ERROR = 460  # the EnOS SDK's "bad parameters": params that break the thing model
 NO_METHOD = 6450  # Alink: no method after raw decoding
-# Alink answers a malformed request with its "bad parameters" code (protocol.md, 7).
+# Alink answers a malformed request with its "bad parameters" code (docs/protocol.md, 7).
 ALINK_CODES = {codes.PAYLOAD_FORMAT_ERROR: PARAMETER_ERROR, codes.DEVICE_NOT_FOUND: 6100}
 
 

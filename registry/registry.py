@@ -634,7 +634,7 @@ class Registry:
     # ------------------------------------------------------------------ topology records
 
     async def attach(self, gateway: Device, sub: Device) -> Attachment:
-        """Put `sub` under `gateway`, by the product rules (protocol.md, section 6).
+        """Put `sub` under `gateway`, by the product rules (docs/protocol.md, section 6).
 
         A sub-device has one gateway. Attached elsewhere already, it moves when its
         product allows dynamic gateway switching; `moved_from` then names the gateway

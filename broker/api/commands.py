@@ -1,4 +1,4 @@
-"""`/commands` actions (protocol.md, section 10): invoke a service, set measurepoints or
+"""`/commands` actions (docs/protocol.md, section 10): invoke a service, set measurepoints or
 send raw bytes to a device, and follow, list or cancel what was sent.
 
 With `pendingTtl` 0 (the default) the call waits for the device's reply (up to

@@ -1,6 +1,6 @@
 """amqtt 0.12.1's Broker with the fixes a device platform needs, as overrides in one class.
 
-Each override names the defect it fixes (the numbering of the broker-core issue) and
+Each override names the defect it fixes (numbered as in docs/architecture.md) and
 the upstream issue where there is one. Everything else is amqtt's own code. The
 overrides reach into amqtt internals, so the version is pinned: see `__init__.py`.
 
@@ -614,7 +614,7 @@ class GatehouseBroker(Broker):
         return granted
 
     def add_implicit_subscription(self, session: Session, topic_filter: str, qos: int) -> None:
-        """Subscribe a session on the server's initiative (protocol.md, section 3).
+        """Subscribe a session on the server's initiative (docs/protocol.md, section 3).
 
         It receives what others publish there, never its own PUBLISHes, and an explicit
         SUBSCRIBE to the same filter replaces it.

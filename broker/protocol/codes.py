@@ -1,4 +1,4 @@
-"""Reply codes the platforms use on `..._reply` topics (protocol.md, section 7)."""
+"""Reply codes the platforms use on `..._reply` topics (docs/protocol.md, section 7)."""
 
 from __future__ import annotations
 

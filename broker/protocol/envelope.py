@@ -1,4 +1,4 @@
-"""The JSON request and reply envelopes (protocol.md, section 2), parsed with orjson."""
+"""The JSON request and reply envelopes (docs/protocol.md, section 2), parsed with orjson."""
 
 from __future__ import annotations
 

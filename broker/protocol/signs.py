@@ -1,4 +1,4 @@
-"""CONNECT credentials as the EnOS device SDK builds them (protocol.md, section 1).
+"""CONNECT credentials as the EnOS device SDK builds them (docs/protocol.md, section 1).
 
 The EnOS "sign" is a plain digest, not an HMAC: the sorted `key+value` pairs with the
 secret appended, hashed with the method the client id names, in hex.

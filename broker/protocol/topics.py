@@ -1,4 +1,4 @@
-"""Topic grammar of the device namespaces (protocol.md, sections 4 to 6).
+"""Topic grammar of the device namespaces (docs/protocol.md, sections 4 to 6).
 
 A device topic is `/sys/{pk}/{dk}/{rest}` or `/ext/session/{pk}/{dk}/{rest}`. The
 functions here split and classify topics; they never touch the network.
@@ -50,7 +50,7 @@ def reply_topic(topic: str) -> str:
 
 
 def downlink_filters(product_key: str, device_key: str) -> tuple[str, str]:
-    """What a device is subscribed to by the server at CONNECT (protocol.md, section 3).
+    """What a device is subscribed to by the server at CONNECT (docs/protocol.md, section 3).
 
     Everything in the device's own namespaces: replies, service calls, property sets,
     raw down, activation and sub-device notices. The broker never echoes a device's own
@@ -95,7 +95,7 @@ def classify_enos_uplink(rest: str) -> tuple[Uplink, str] | None:
 
 
 def classify_alink_uplink(rest: str) -> tuple[Uplink, str] | None:
-    """The uplink an Alink device's `/sys/{pk}/{dn}/{rest}` carries (protocol.md, section 4)."""
+    """The uplink an Alink `/sys/{pk}/{dn}/{rest}` carries (docs/protocol.md, section 4)."""
     if rest == Uplink.PROPERTY_POST.value:
         return Uplink.PROPERTY_POST, ""
     if rest.startswith("thing/event/") and rest.endswith("/post"):
