@@ -131,7 +131,7 @@ class GateHooks(BrokerHooks):
         outcome = await self.gate.uplink(identity, topic, data)
         if outcome is None:
             return ROUTE
-        if outcome.reply is None:
+        if outcome.reply is None and outcome.then is None:
             return Verdict(outcome.accepted, outcome.stored)
         reply_topic, reply_qos = topic + "_reply", min(qos, IMPLICIT_QOS)
 
@@ -140,6 +140,8 @@ class GateHooks(BrokerHooks):
             reply = outcome.reply if failure is None else outcome.unstored_reply or outcome.reply
             if reply is not None:
                 await self.broker.route(reply_topic, reply, reply_qos)
+            if outcome.then is not None:
+                outcome.then()
 
         return Verdict(outcome.accepted, outcome.stored, respond)
 

@@ -4,6 +4,7 @@ the amqtt adapter calls. Everything here is plain Python on identities and bytes
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -235,8 +236,6 @@ class Gate:
             credential = self.cache.devices.get(key)
             org_id = credential.org_id if credential is not None else identity.org_id
             device = DeviceIdentity(*key, org_id, dialect=identity.dialect)
-        # A sleeping device listens right after it speaks: what waits for it goes out.
-        self.commands.device_seen(key)
         if parsed.namespace == SYS and parsed.rest.endswith("_reply"):
             await self.commands.reply(key, parsed.rest, payload)
         elif device is identity:
@@ -244,8 +243,11 @@ class Gate:
                 identity, parsed.namespace, parsed.rest, topic, payload
             )
             if handled is not None:
-                return handled
-        return await self.router.uplink(device, topic, payload)
+                return handled.followed_by(functools.partial(self.commands.device_seen, key))
+        outcome = await self.router.uplink(device, topic, payload)
+        # A sleeping device listens right after it speaks: what waits for it goes out,
+        # after the reply to what it said.
+        return outcome.followed_by(functools.partial(self.commands.device_seen, key))
 
     def post_for(
         self, device: DeviceIdentity, product_key: str, device_key: str, allow_offline: bool

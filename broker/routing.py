@@ -54,6 +54,11 @@ class Outcome:
     stored: asyncio.Future[None] | None = None
     # The reply instead of `reply` if it could not be stored (a success reply would lie).
     unstored_reply: bytes | None = None
+    # Called once the reply has gone out (or at once, if there is none).
+    then: Callable[[], None] | None = None
+
+    def followed_by(self, then: Callable[[], None]) -> Outcome:
+        return Outcome(self.accepted, self.reply, self.stored, self.unstored_reply, then)
 
 
 @dataclass(slots=True)

@@ -208,6 +208,9 @@ class SqliteStore:
     async def open(self) -> None:
         """Open and migrate the database; `StorageUnavailable` names the file if it cannot."""
         try:
+            # Opened once in this thread first: when aiosqlite's own connect fails, its
+            # worker thread outlives the call and reports to a loop that may be gone.
+            sqlite3.connect(self._path).close()
             self._db = await aiosqlite.connect(self._path)
             self._db.row_factory = sqlite3.Row
             await self._db.execute("PRAGMA journal_mode=WAL")
