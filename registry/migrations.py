@@ -143,4 +143,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX certificates_by_device ON certificates(product_key, device_key);
     """,
+    # 5: Custom data format: a product's data-parsing script (Alibaba's contract)
+    """
+    CREATE TABLE product_scripts (
+        product_key TEXT PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+        org_id TEXT NOT NULL,
+        script_type TEXT NOT NULL,
+        content TEXT NOT NULL,
+        version TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    """,
 )

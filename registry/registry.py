@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from registry.models import (
     Topology,
 )
 from registry.observers import RegistryObserver
+from registry.scripts import ProductScript, script_upload, version_of
 from registry.sqlite import SqliteStore
 from registry.tsl import CompiledModel, compile_model
 
@@ -135,6 +136,8 @@ class Registry:
         self._compiled: dict[tuple[str, str], CompiledModel] = {}
         self.observers: list[RegistryObserver] = []
         self.ca: CertificateAuthority | None = None  # set by the service that has one
+        # Told of each product script saved (or, with None, deleted), after it is written.
+        self.script_listeners: list[Callable[[str, ProductScript | None], None]] = []
 
     # ------------------------------------------------------------------ organizations
 
@@ -346,6 +349,7 @@ class Registry:
         await self.store.delete_product(product_key)
         for observer in self.observers:
             observer.product_deleted(product_key)
+        self._script_changed(product_key, None)  # the row went with the product
 
     async def product_stats(self, org_id: str, product_key: str) -> ProductStats:
         await self.get_product(org_id, product_key)
@@ -696,3 +700,42 @@ class Registry:
 
     async def gateway_of(self, sub: Device) -> Topology | None:
         return await self.store.get_topology(sub.productKey, sub.deviceKey)
+
+    # ------------------------------------------------------------------ product scripts
+
+    async def put_product_script(self, org_id: str, product_key: str, body: Any) -> ProductScript:
+        """Upload or replace a Custom product's data-parsing script (checked for shape
+        here; whether it compiles, by the caller's engine before this)."""
+        product = await self.get_product(org_id, product_key)
+        if product.settings.dataFormat != "Custom":
+            raise InvalidArgument(
+                f"product {product_key!r} has dataFormat Json; scripts are for Custom products"
+            )
+        content = script_upload(body)
+        script = ProductScript(
+            productKey=product_key,
+            orgId=org_id,
+            scriptContent=content,
+            version=version_of(content),
+            updatedAt=ids.now_ms(),
+        )
+        await self.store.put_product_script(script)
+        self._script_changed(product_key, script)
+        return script
+
+    async def get_product_script(self, org_id: str, product_key: str) -> ProductScript:
+        await self.get_product(org_id, product_key)
+        script = await self.store.get_product_script(product_key)
+        if script is None:
+            raise NotFound(f"product {product_key!r} has no script")
+        return script
+
+    async def delete_product_script(self, org_id: str, product_key: str) -> None:
+        await self.get_product(org_id, product_key)
+        if not await self.store.delete_product_script(product_key):
+            raise NotFound(f"product {product_key!r} has no script")
+        self._script_changed(product_key, None)
+
+    def _script_changed(self, product_key: str, script: ProductScript | None) -> None:
+        for listener in self.script_listeners:
+            listener(product_key, script)

@@ -30,6 +30,7 @@ from registry.models import (
     ThingModel,
     Topology,
 )
+from registry.scripts import ProductScript
 
 # (online, last_seen_at, activated_at if first seen, product_key, device_key)
 PresenceRow = tuple[int, int, int | None, str, str]
@@ -802,3 +803,46 @@ class SqliteStore:
             gatewayDeviceKey=row["gateway_device_key"],
             createdAt=row["created_at"],
         )
+
+    # ------------------------------------------------------------------ product scripts
+
+    async def put_product_script(self, script: ProductScript) -> None:
+        await self._write(
+            "INSERT INTO product_scripts"
+            " (product_key, org_id, script_type, content, version, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (product_key) DO UPDATE SET"
+            " script_type = excluded.script_type, content = excluded.content,"
+            " version = excluded.version, updated_at = excluded.updated_at",
+            (
+                script.productKey,
+                script.orgId,
+                script.scriptType,
+                script.scriptContent,
+                script.version,
+                script.updatedAt,
+            ),
+        )
+
+    async def get_product_script(self, product_key: str) -> ProductScript | None:
+        row = await self._one("SELECT * FROM product_scripts WHERE product_key = ?", (product_key,))
+        return _product_script(row) if row else None
+
+    async def all_product_scripts(self) -> list[ProductScript]:
+        return [_product_script(r) for r in await self._all("SELECT * FROM product_scripts")]
+
+    async def delete_product_script(self, product_key: str) -> bool:
+        deleted = await self._write(
+            "DELETE FROM product_scripts WHERE product_key = ?", (product_key,)
+        )
+        return deleted > 0
+
+
+def _product_script(row: sqlite3.Row) -> ProductScript:
+    return ProductScript(
+        productKey=row["product_key"],
+        orgId=row["org_id"],
+        scriptType=row["script_type"],
+        scriptContent=row["content"],
+        version=row["version"],
+        updatedAt=row["updated_at"],
+    )
