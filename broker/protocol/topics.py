@@ -49,6 +49,21 @@ def reply_topic(topic: str) -> str:
     return topic + REPLY_SUFFIX
 
 
+# Custom data format (protocol.md, sections 4 and 5): the same names in both dialects.
+RAW_UP = "thing/model/up_raw"
+RAW_DOWN = "thing/model/down_raw"
+RAW_DOWN_REPLY = RAW_DOWN + REPLY_SUFFIX
+
+
+def raw_up_topic(product_key: str, device_key: str) -> str:
+    return sys_prefix(product_key, device_key) + RAW_UP
+
+
+def raw_down_topic(product_key: str, device_key: str) -> str:
+    """Where commands to a device with a script or codec go down, as bytes."""
+    return sys_prefix(product_key, device_key) + RAW_DOWN
+
+
 def downlink_filters(product_key: str, device_key: str) -> tuple[str, str]:
     """What a device is subscribed to by the server at CONNECT (docs/protocol.md, section 3).
 

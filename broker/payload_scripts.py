@@ -1,0 +1,153 @@
+"""Where product scripts run: worker threads of their own, off the event loop.
+
+A QuickJS runtime may only be used by the thread that made it, so each worker is one
+thread that owns the compiled scripts it has run (an LRU of them, by product). A call
+goes to the least busy worker; the engine's own time limit ends a looping script, so a
+worker is never held longer than that by one call, and the broker's loop never at all.
+One product's calls take at most all workers but one at a time (its lane), so a script
+that loops on every frame slows only its own product's devices. Calls waiting are
+bounded, per product and in all: past the bound a call is refused at once (429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from broker.protocol import codes
+from broker.protocol.scripts import (
+    MEMORY_LIMIT,
+    TIME_LIMIT_S,
+    PayloadScript,
+    ScriptError,
+)
+
+T = TypeVar("T")
+
+DEFAULT_WORKERS = 2
+MAX_WAITING = 1024  # calls queued for the workers, all products together
+MAX_WAITING_PER_PRODUCT = 256
+MAX_LOADED = 512  # compiled scripts a worker keeps (about 60 KiB each, idle)
+
+
+class _Worker:
+    def __init__(self, index: int, time_limit: float, memory_limit: int) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"gatehouse-script-{index}"
+        )
+        self.busy = 0  # calls submitted and not yet answered (touched on the loop only)
+        self.time_limit = time_limit
+        self.memory_limit = memory_limit
+        # Only ever touched on this worker's thread.
+        self._loaded: collections.OrderedDict[str, tuple[str, PayloadScript]] = (
+            collections.OrderedDict()
+        )
+
+    def run(self, key: str, version: str, source: str, op: Callable[[PayloadScript], T]) -> T:
+        """On the worker's thread: the product's compiled script (compiled now if it is
+        new or changed), and `op` on it."""
+        found = self._loaded.get(key)
+        if found is None or found[0] != version:
+            script = PayloadScript(
+                source, time_limit=self.time_limit, memory_limit=self.memory_limit
+            )
+            self._loaded[key] = (version, script)
+            while len(self._loaded) > MAX_LOADED:
+                self._loaded.popitem(last=False)
+        else:
+            script = found[1]
+        self._loaded.move_to_end(key)
+        return op(script)
+
+    def forget(self, key: str) -> None:
+        self._loaded.pop(key, None)
+
+
+@dataclass(slots=True)
+class _Lane:
+    turn: asyncio.Semaphore  # how many workers the product may hold at once
+    waiting: int = 0
+
+
+class ScriptRunner:
+    def __init__(
+        self,
+        workers: int = DEFAULT_WORKERS,
+        *,
+        time_limit: float = TIME_LIMIT_S,
+        memory_limit: int = MEMORY_LIMIT,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
+        self.time_limit = time_limit
+        self.memory_limit = memory_limit
+        self.max_waiting = max_waiting
+        self._workers = [_Worker(i, time_limit, memory_limit) for i in range(max(1, workers))]
+        self._per_product = max(1, len(self._workers) - 1)
+        self._lanes: dict[str, _Lane] = {}
+
+    async def run(self, key: str, version: str, source: str, op: Callable[[PayloadScript], T]) -> T:
+        """`op` on product `key`'s script (at `version`), on a worker; ScriptError if the
+        script fails or the workers are too far behind."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(asyncio.Semaphore(self._per_product))
+        if lane.waiting >= MAX_WAITING_PER_PRODUCT:
+            raise ScriptError(
+                codes.TOO_MANY_REQUESTS,
+                f"{lane.waiting} calls of this product's script are waiting; try again",
+            )
+        lane.waiting += 1
+        try:
+            async with lane.turn:
+                worker = self._pick()
+                worker.busy += 1
+                try:
+                    return await asyncio.wrap_future(
+                        worker.executor.submit(worker.run, key, version, source, op)
+                    )
+                finally:
+                    worker.busy -= 1
+        finally:
+            lane.waiting -= 1
+            if lane.waiting == 0:
+                self._lanes.pop(key, None)
+
+    async def once(self, source: str, op: Callable[[PayloadScript], T]) -> T:
+        """`op` on a script compiled for this call only (uploads and dry runs)."""
+        worker = self._pick()
+
+        def fresh() -> T:
+            script = PayloadScript(
+                source, time_limit=self.time_limit, memory_limit=self.memory_limit
+            )
+            return op(script)
+
+        worker.busy += 1
+        try:
+            return await asyncio.wrap_future(worker.executor.submit(fresh))
+        finally:
+            worker.busy -= 1
+
+    def _pick(self) -> _Worker:
+        """The least busy worker, or ScriptError if too many calls wait already."""
+        if sum(w.busy for w in self._workers) >= self.max_waiting:
+            raise ScriptError(
+                codes.TOO_MANY_REQUESTS,
+                f"{self.max_waiting} script calls are waiting already; try again",
+            )
+        return min(self._workers, key=lambda w: w.busy)
+
+    def forget(self, key: str) -> None:
+        """Drop the product's compiled script on every worker (it was deleted)."""
+        for worker in self._workers:
+            with contextlib.suppress(RuntimeError):  # closed: nothing is kept anyway
+                worker.executor.submit(worker.forget, key)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.executor.shutdown(wait=False, cancel_futures=True)
