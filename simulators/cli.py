@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 
 from broker.protocol.credentials_file import read_credentials
+from broker.protocol.scripts import ScriptError
 from simulators.device import CONNECT_ATTEMPTS, ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
 from simulators.load import LoadConfig, run_workers
 from simulators.platform import OrgCredentials, Platform, PlatformError
+from simulators.raw import RawFrames
 from simulators.refusals import RefusalReasons
 from simulators.scenario import ScenarioError, load_scenario
 from simulators.values import ModelValues
@@ -178,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         one.add_argument("--key-file", type=Path, help="the client certificate's key (PEM)")
         if kind == "device":
             one.add_argument(
+                "--payload-script",
+                type=Path,
+                help="speak Custom: post and answer as this script's frames (deviceToRaw,"
+                " rawToDevice; see examples/th_frame/device.js) on model/up_raw, down_raw",
+            )
+            one.add_argument(
                 "--activate",
                 action="store_true",
                 help="dynamic activation: sign with the ProductSecret",
@@ -275,6 +283,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
         platform.close()
 
 
+def _raw_frames(path: Path | None) -> RawFrames | None:
+    """The device script of --payload-script, loaded (and so checked) before connecting."""
+    if path is None:
+        return None
+    try:
+        return RawFrames.from_file(path)
+    except OSError as exc:
+        raise ScenarioError(f"--payload-script {path}: {exc.strerror or exc}") from None
+    except ScriptError as exc:
+        raise ScenarioError(f"--payload-script {path}: {exc.message}") from None
+
+
 async def _connect(device: SimDevice, attempts: int, reasons: RefusalReasons) -> bool:
     """Connect within `attempts`, saying on stderr why each attempt failed."""
     await reasons.start()
@@ -316,6 +336,7 @@ async def _simulate(
             args.mqtt_port,
             tls=_tls(args),
             on_secret=lambda secret: print(f"activated: DeviceSecret {secret}", flush=True),
+            raw=_raw_frames(args.payload_script),
         )
     values = ModelValues(tsl)
     if not await _connect(device, args.max_attempts, reasons):

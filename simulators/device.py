@@ -29,6 +29,9 @@ from broker.protocol import (
     enos_credentials,
     parse_device_topic,
 )
+from broker.protocol.scripts import ScriptError
+from broker.protocol.topics import RAW_DOWN, RAW_UP, REPLY_SUFFIX, raw_up_topic
+from simulators.raw import RawFrames
 
 log = logging.getLogger("gatehouse.sim")
 
@@ -84,8 +87,10 @@ class SimDevice:
         keepalive: int = 60,
         on_service: ServiceHandler = echo_service,
         on_secret: Callable[[str], None] | None = None,
+        raw: RawFrames | None = None,
     ) -> None:
         self.creds = creds
+        self.raw = raw  # Custom format: posts and replies go as the script's frames
         self.host, self.port, self.tls, self.keepalive = host, port, tls, keepalive
         self.on_service = on_service
         self.on_secret = on_secret
@@ -224,6 +229,8 @@ class SimDevice:
         reply_within: float = 10.0,
     ) -> dict[str, Any] | None:
         """A measurepoint post; while offline it is buffered for `resume`."""
+        if self.raw is not None:
+            return await self.post_raw(points, qos=qos, reply_within=reply_within)
         if self.creds.dialect == "alink":  # Alink: the properties themselves are the params
             topic = self.topic("thing/event/property/post", product_key, device_key)
             return await self.request(
@@ -237,6 +244,32 @@ class SimDevice:
         return await self.request(
             topic, "thing.measurepoint.post", params, qos=qos, reply_within=reply_within
         )
+
+    async def post_raw(
+        self, points: Mapping[str, Any], *, qos: int = 1, reply_within: float = 10.0
+    ) -> dict[str, Any] | None:
+        """A property post as the script's frame on `model/up_raw`; the reply frame,
+        read back through the script, answers it by id."""
+        assert self.raw is not None
+        request_id = f"{next(self._ids)}"
+        message = {
+            "id": request_id,
+            "version": "1.0",
+            "method": "thing.event.property.post",
+            "params": dict(points),
+        }
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = waiter
+        started = time.perf_counter()
+        self.publish(raw_up_topic(*self.key), self.raw.to_raw(message), qos)
+        try:
+            reply: dict[str, Any] = await asyncio.wait_for(waiter, reply_within)
+        except (TimeoutError, asyncio.CancelledError):
+            self._waiting.pop(request_id, None)
+            self.stats.unanswered += 1
+            return None
+        self._count_reply(reply, started)
+        return reply
 
     async def post_event(
         self, event: str, values: Mapping[str, Any], *, qos: int = 0
@@ -295,6 +328,9 @@ class SimDevice:
     # -- what arrives -------------------------------------------------------------------------
 
     def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        if self.raw is not None and topic.endswith((RAW_UP + REPLY_SUFFIX, RAW_DOWN)):
+            self._on_raw(topic, payload)
+            return 0
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -325,3 +361,28 @@ class SimDevice:
                 self.on_secret(secret)
             self.publish(topic + "_reply", encode_reply(str(body.get("id")), 200))
         return 0
+
+    def _on_raw(self, topic: str, payload: bytes) -> None:
+        """A frame for a device with a script: a reply to its post, or a command."""
+        assert self.raw is not None
+        try:
+            body = self.raw.from_raw(payload)
+        except ScriptError as exc:
+            log.warning("%s: a frame the device script cannot read: %s", topic, exc.message)
+            self.received.append((topic, payload))
+            return
+        if topic.endswith(REPLY_SUFFIX):
+            waiter = self._waiting.pop(str(body.get("id")), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(body)
+            return
+        self.received.append((topic, payload))
+        method, params = str(body.get("method", "")), body.get("params")
+        params = params if isinstance(params, dict) else {}
+        if method.startswith("thing.service.") and method != "thing.service.property.set":
+            code, data = self.on_service(method.removeprefix("thing.service."), params)
+        else:
+            code, data = 200, {}
+        reply = {"id": str(body.get("id")), "code": code, "data": data, "method": method}
+        self.stats.commands += 1
+        self.publish(topic + REPLY_SUFFIX, self.raw.to_raw(reply))
