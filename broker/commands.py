@@ -15,15 +15,19 @@ import asyncio
 import collections
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from broker.codecs import PayloadCodecs
 from broker.credentials import CredentialCache, DeviceId
 from broker.presence import Presence
-from broker.protocol import codes, encode_request
+from broker.protocol import codes, sys_prefix
+from broker.protocol.scripts import ScriptError
+from broker.protocol.topics import RAW_DOWN_REPLY, raw_down_topic
 from registry import Command, Conflict, Device, InvalidArgument, NotFound, Registry, ids
 from registry.models import ProductSettings
 
@@ -80,6 +84,9 @@ class CommandService:
         self._flushing: dict[DeviceId, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Custom products' scripts and codecs (the router's): set by the gate. Without
+        # them every command goes as JSON, as to a Custom product with neither.
+        self.payloads: PayloadCodecs | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -155,7 +162,8 @@ class CommandService:
             kind=kind,
             serviceId=service_id,
             input=payload,
-            requestId=ids.random_token(12),
+            # Alibaba's scripts pack the id into the frame as a number (parseInt).
+            requestId=_numeric_id() if settings.dataFormat == "Custom" else ids.random_token(12),
             state="pending",
             createdAt=now,
             timeoutMs=int(timeout * 1000),
@@ -234,6 +242,13 @@ class CommandService:
             self._waiting.pop(key, None)
 
     async def _send(self, command: Command) -> None:
+        try:
+            topic, payload = await self._message(command)
+        except ScriptError as exc:  # the product's script or codec cannot encode it
+            await self._finish(
+                command, "failed", reply_code=exc.code, message=f"not sent: {exc.message}"
+            )
+            return
         now = _now_ms()
         sent = command.model_copy(
             update={"state": "sent", "sentAt": now, "replyBy": now + command.timeoutMs}
@@ -242,35 +257,32 @@ class CommandService:
         await self.registry.store.update_command(sent)
         self._open[sent.commandId] = sent
         self._track(sent)
-        topic, payload = self._message(sent)
         self.presence.links.publish(topic, payload)
 
-    def _message(self, command: Command) -> tuple[str, bytes]:
-        """The downlink, in the dialect the device spoke when it signed in."""
-        base = f"/sys/{command.productKey}/{command.deviceKey}/thing"
-        alink = self.presence.dialects.get((command.productKey, command.deviceKey)) == "alink"
+    async def _message(self, command: Command) -> tuple[str, bytes]:
+        """The downlink, in the dialect the device spoke when it signed in; through the
+        product's script or codec, on the raw downlink topic, if it has one."""
+        key = (command.productKey, command.deviceKey)
         if command.kind == "raw":
-            return f"{base}/model/down_raw", command.input
-        params = orjson.loads(command.input)
-        if command.kind == "service":
-            service = command.serviceId
-            return f"{base}/service/{service}", encode_request(
-                command.requestId, f"thing.service.{service}", params
-            )
-        if alink:  # Alink sets properties with the properties themselves as params
-            return f"{base}/service/property/set", encode_request(
-                command.requestId, "thing.service.property.set", params
-            )
-        return f"{base}/service/measurepoint/set", encode_request(
-            command.requestId, "thing.service.measurepoint.set", {"measurepoints": params}
-        )
+            return raw_down_topic(*key), command.input
+        product = self.cache.products.get(command.productKey)
+        way = await self.payloads.way(product) if self.payloads and product else None
+        # Alibaba's scripts get Alink's envelope whatever the device signed in with.
+        alink = way == "script" or self.presence.dialects.get(key) == "alink"
+        rest, request = _request_of(command, alink)
+        if self.payloads is None or product is None or way is None:
+            return f"{sys_prefix(*key)}{rest}", orjson.dumps(request)
+        return raw_down_topic(*key), await self.payloads.encode(product, request)
 
     # -- replies ---------------------------------------------------------------------------------
 
     async def reply(self, key: DeviceId, rest: str, payload: bytes) -> bool:
         """A device's reply on `thing/service/..._reply` or `model/down_raw_reply`; True if
         it answered one of gatehouse's commands."""
-        if rest == "thing/model/down_raw_reply":
+        if rest == RAW_DOWN_REPLY:
+            body = await self._decoded_reply(key, payload)
+            if body is not None and await self._end_by_reply(key, body):
+                return True
             queue = self._raw_sent.get(key)
             command = self._open.get(queue.popleft()) if queue else None
             if command is None:
@@ -283,14 +295,27 @@ class CommandService:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return False
-        if not isinstance(body, dict):
-            return False
+        return isinstance(body, dict) and await self._end_by_reply(key, body)
+
+    async def _decoded_reply(self, key: DeviceId, payload: bytes) -> dict[str, Any] | None:
+        """A raw reply through the product's script or codec; None without one or when
+        it cannot be decoded (then it can only end a raw command, oldest first)."""
+        product = self.cache.products.get(key[0])
+        if self.payloads is None or product is None or await self.payloads.way(product) is None:
+            return None
+        try:
+            return await self.payloads.decode(product, payload)
+        except ScriptError as exc:
+            log.info("%s/%s: a raw reply that does not decode: %s", *key, exc.message)
+            return None
+
+    async def _end_by_reply(self, key: DeviceId, body: Mapping[str, Any]) -> bool:
+        """End the sent command whose request id the reply carries; False if none."""
         command_id = self._sent.get((*key, str(body.get("id"))))
         command = self._open.get(command_id) if command_id is not None else None
         if command is None:
             return False
-        code = body.get("code")
-        code = code if isinstance(code, int) and not isinstance(code, bool) else codes.SERVER_ERROR
+        code = _code_of(body.get("code"))
         data = body.get("data")
         mismatch = await self._output_mismatch(command, data) if code == codes.OK else ""
         await self._finish(
@@ -378,3 +403,27 @@ class CommandService:
                         )
                 except Exception:
                     log.exception("ending command %s failed", command.commandId)
+
+
+def _numeric_id() -> str:
+    return str(secrets.randbelow(2**31 - 1) + 1)  # fits a signed 32-bit field
+
+
+def _code_of(code: Any) -> int:
+    """A reply's code; Alibaba's sample scripts decode it as a string ("200")."""
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return code if isinstance(code, int) and not isinstance(code, bool) else codes.SERVER_ERROR
+
+
+def _request_of(command: Command, alink: bool) -> tuple[str, dict[str, Any]]:
+    """A service call or property set: the topic under `/sys/{pk}/{dk}/` and the request."""
+    params = orjson.loads(command.input)
+    if command.kind == "service":
+        rest, method = f"thing/service/{command.serviceId}", f"thing.service.{command.serviceId}"
+    elif alink:  # Alink sets properties with the properties themselves as params
+        rest, method = "thing/service/property/set", "thing.service.property.set"
+    else:
+        rest, method = "thing/service/measurepoint/set", "thing.service.measurepoint.set"
+        params = {"measurepoints": params}
+    return rest, {"id": command.requestId, "version": "1.0", "method": method, "params": params}

@@ -81,6 +81,7 @@ class Gate:
             max_payload=config.max_payload,
             post_for=self.post_for,
         )
+        self.commands.payloads = self.router.payloads  # commands go down through them
         self._refusals_logged: dict[tuple[str, str, str], float] = {}
         self.cache.on_revoked = self._revoked
         self.cache.on_certificate_revoked = self._certificate_revoked

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from broker.codecs import Codec
+from broker.codecs import Codec, PayloadCodecs
 from broker.credentials import CredentialCache, ProductCredential
 from broker.identity import DeviceIdentity
 from broker.protocol import (
@@ -33,6 +33,7 @@ from broker.protocol import (
     parse_request,
     request_id_of,
 )
+from broker.protocol.scripts import SCRIPT_BAD_RESULT, ScriptError
 from broker.protocol.topics import SYS
 from broker.writer import WriteBehind
 from registry import CompiledModel, Registry, RegistryError, Violation
@@ -118,6 +119,7 @@ class Router:
         self.cache = cache
         self.writer = writer
         self.codecs = codecs
+        self.payloads = PayloadCodecs(registry, codecs)  # Custom products' scripts and codecs
         self.max_payload = max_payload
         self.post_for = post_for
 
@@ -382,53 +384,85 @@ class Router:
         topic: str,
         payload: bytes,
     ) -> Outcome:
-        settings = product.product.settings
-        if settings.dataFormat != "Custom":
+        if product.product.settings.dataFormat != "Custom":
             result = fault(
                 codes.PAYLOAD_FORMAT_ERROR,
                 "model/up_raw is for products whose dataFormat is Custom; this one is Json",
             )
             return self._answer(device, now_ms, topic, payload, "", result)
-        if settings.codec is None:
-            # No codec: the bytes pass through to subscribers as they are.
+        way = await self.payloads.way(product)
+        if way is None:
+            # No script and no codec: the bytes pass through to subscribers as they are.
             return self._answer(device, now_ms, topic, payload, "", Result())
-        codec = self.codecs.get(settings.codec)
-        if codec is None:
-            result = fault(codes.SERVER_ERROR, f"codec {settings.codec!r} is not loaded")
-            return self._answer(device, now_ms, topic, payload, "", result)
+        scripted = way == "script"
+        request_id, method = "", ""
         try:
-            decoded = codec.decode(payload)
-            request = parse_request(orjson.dumps(decoded))
-        except Exception as exc:  # a codec is user code: any failure is a reply
-            result = fault(
-                codes.PAYLOAD_FORMAT_ERROR, f"codec {settings.codec!r} cannot decode: {exc}"
-            )
-            return self._answer(device, now_ms, topic, payload, "", result)
-        uplink = _uplink_of_method(request.method)
-        if uplink is None:
-            result = fault(NO_METHOD, f"no known method after decoding: {request.method!r}")
+            decoded = await self.payloads.decode(product, payload)
+            request = _decoded_request(decoded, scripted)
+        except ScriptError as exc:
+            result = fault(exc.code, exc.message)
         else:
-            kind, event = uplink
-            result = await self._request(device, product, kind, event, request, now_ms)
-        reply = {"id": request.id, "code": result.code, "data": result.data}
-        reply["message"] = result.message
+            request_id, method = request.id, request.method
+            uplink = _uplink_of_method(request.method)
+            if uplink is None:
+                result = fault(NO_METHOD, f"no known method after decoding: {request.method!r}")
+            else:
+                kind, event = uplink
+                result = await self._request(device, product, kind, event, request, now_ms)
+        reply = self._reply_object(device, request_id, result, method, scripted=scripted)
         try:
-            encoded = codec.encode(reply)
-        except Exception as exc:
-            result = fault(codes.SERVER_ERROR, f"codec {settings.codec!r} cannot encode: {exc}")
-            return self._answer(device, now_ms, topic, payload, request.id, result)
-        return self._answer(device, now_ms, topic, payload, request.id, result, encoded)
+            encoded = await self.payloads.encode(product, reply)
+        except ScriptError as exc:
+            # The device still learns the code: the reply goes as JSON in its dialect.
+            if result.ok:
+                result = fault(exc.code, f"cannot encode the reply: {exc.message}")
+            else:
+                result.message = f"{result.message}; and cannot encode the reply: {exc.message}"
+            return self._answer(device, now_ms, topic, payload, request_id, result, method=method)
+        return self._answer(device, now_ms, topic, payload, request_id, result, encoded)
+
+    def _reply_object(
+        self,
+        device: DeviceIdentity,
+        request_id: str,
+        result: Result,
+        method: str,
+        *,
+        scripted: bool,
+    ) -> dict[str, Any]:
+        """The reply a codec encodes: in the device's dialect; for Alibaba's scripts
+        always Alink's shape, whose `method` their protocolToRawData chooses a frame by."""
+        if scripted and device.dialect != "alink":
+            body = encode_alink_reply(request_id, result.code, result.data, result.message, method)
+        else:
+            body = self._reply(device, request_id, result, method)
+        reply: dict[str, Any] = orjson.loads(body)
+        return reply
+
+
+def _decoded_request(decoded: dict[str, Any], scripted: bool) -> Request:
+    """A decoded object as a request; a script's that is not one is its shape fault."""
+    try:
+        return parse_request(orjson.dumps(decoded))
+    except (EnvelopeError, TypeError) as exc:
+        code = SCRIPT_BAD_RESULT if scripted else codes.PAYLOAD_FORMAT_ERROR
+        raise ScriptError(code, f"the decoded request: {exc}") from None
 
 
 _METHODS = {
+    # EnOS
     "thing.measurepoint.post": Uplink.MEASUREPOINT_POST,
+    "thing.measurepoint.post.batch": Uplink.MEASUREPOINT_POST_BATCH,
     "thing.measurepoint.resume": Uplink.MEASUREPOINT_RESUME,
+    "thing.measurepoint.resume.batch": Uplink.MEASUREPOINT_RESUME_BATCH,
     "thing.attribute.update": Uplink.ATTRIBUTE_UPDATE,
+    # Alink (what Alibaba's rawDataToProtocol produces)
+    "thing.event.property.post": Uplink.PROPERTY_POST,
 }
 
 
 def _uplink_of_method(method: str) -> tuple[Uplink, str] | None:
-    """A decoded raw request's method, as the topic it stands for."""
+    """A decoded raw request's method, in either dialect, as the topic it stands for."""
     found = _METHODS.get(method)
     if found is not None:
         return found, ""

@@ -25,6 +25,7 @@ from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
 from broker.api.organizations import ORG_ACTIONS
+from broker.api.product_scripts import SCRIPT_ACTIONS
 from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.thing_models import MODEL_ACTIONS
 from broker.commands import CommandService
@@ -56,6 +57,7 @@ RESOURCES: dict[str, dict[str, Handler]] = {
     "bindings": BINDING_ACTIONS,
     "organizations": ORG_ACTIONS,
     "device-certificates": CERTIFICATE_ACTIONS,
+    "product-scripts": SCRIPT_ACTIONS,
 }
 
 # Body schemas shown in the OpenAPI document for the actions that take one.
