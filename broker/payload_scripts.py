@@ -4,8 +4,8 @@ A QuickJS runtime may only be used by the thread that made it, so each worker is
 thread that owns the compiled scripts it has run (an LRU of them, by product). A call
 goes to the least busy worker; the engine's own time limit ends a looping script, so a
 worker is never held longer than that by one call, and the broker's loop never at all.
-One product's calls take at most all workers but one at a time (its lane), so a script
-that loops on every frame slows only its own product's devices. Calls waiting are
+One product's calls spread over at most all workers but one (its lane), so a script that
+loops on every frame slows only its own product's devices. Calls waiting are
 bounded, per product and in all: past the bound a call is refused at once (429).
 """
 
@@ -16,7 +16,7 @@ import collections
 import concurrent.futures
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from broker.protocol import codes
@@ -70,8 +70,10 @@ class _Worker:
 
 @dataclass(slots=True)
 class _Lane:
-    turn: asyncio.Semaphore  # how many workers the product may hold at once
+    """One product's calls in progress, and on which workers."""
+
     waiting: int = 0
+    on: dict[int, int] = field(default_factory=dict)  # worker index -> its calls there
 
 
 class ScriptRunner:
@@ -87,39 +89,41 @@ class ScriptRunner:
         self.memory_limit = memory_limit
         self.max_waiting = max_waiting
         self._workers = [_Worker(i, time_limit, memory_limit) for i in range(max(1, workers))]
-        self._per_product = max(1, len(self._workers) - 1)
+        self._per_product = max(1, len(self._workers) - 1)  # workers one product may hold
         self._lanes: dict[str, _Lane] = {}
 
     async def run(self, key: str, version: str, source: str, op: Callable[[PayloadScript], T]) -> T:
         """`op` on product `key`'s script (at `version`), on a worker; ScriptError if the
-        script fails or the workers are too far behind."""
+        script fails or too many calls wait."""
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(asyncio.Semaphore(self._per_product))
+            lane = self._lanes[key] = _Lane()
         if lane.waiting >= MAX_WAITING_PER_PRODUCT:
             raise ScriptError(
                 codes.TOO_MANY_REQUESTS,
                 f"{lane.waiting} calls of this product's script are waiting; try again",
             )
+        index = self._pick(lane)
+        worker = self._workers[index]
         lane.waiting += 1
+        lane.on[index] = lane.on.get(index, 0) + 1
+        worker.busy += 1
         try:
-            async with lane.turn:
-                worker = self._pick()
-                worker.busy += 1
-                try:
-                    return await asyncio.wrap_future(
-                        worker.executor.submit(worker.run, key, version, source, op)
-                    )
-                finally:
-                    worker.busy -= 1
+            return await asyncio.wrap_future(
+                worker.executor.submit(worker.run, key, version, source, op)
+            )
         finally:
+            worker.busy -= 1
             lane.waiting -= 1
-            if lane.waiting == 0:
-                self._lanes.pop(key, None)
+            lane.on[index] -= 1
+            if not lane.on[index]:
+                del lane.on[index]
+            if not lane.waiting:
+                del self._lanes[key]
 
     async def once(self, source: str, op: Callable[[PayloadScript], T]) -> T:
         """`op` on a script compiled for this call only (uploads and dry runs)."""
-        worker = self._pick()
+        worker = self._workers[self._pick(None)]
 
         def fresh() -> T:
             script = PayloadScript(
@@ -133,14 +137,18 @@ class ScriptRunner:
         finally:
             worker.busy -= 1
 
-    def _pick(self) -> _Worker:
-        """The least busy worker, or ScriptError if too many calls wait already."""
+    def _pick(self, lane: _Lane | None) -> int:
+        """The least busy worker the call may take: once a product's calls are on all
+        workers but one, one of those. ScriptError if too many calls wait in all."""
         if sum(w.busy for w in self._workers) >= self.max_waiting:
             raise ScriptError(
                 codes.TOO_MANY_REQUESTS,
                 f"{self.max_waiting} script calls are waiting already; try again",
             )
-        return min(self._workers, key=lambda w: w.busy)
+        allowed = list(range(len(self._workers)))
+        if lane is not None and len(lane.on) >= self._per_product:
+            allowed = list(lane.on)
+        return min(allowed, key=lambda i: self._workers[i].busy)
 
     def forget(self, key: str) -> None:
         """Drop the product's compiled script on every worker (it was deleted)."""
