@@ -114,6 +114,11 @@ class WriteBehind:
         self._wake.set()
         return self._next
 
+    async def sync(self) -> None:
+        """Return once everything buffered before the call is stored (a barrier for
+        scripts and tests); `StorageUnavailable` if it cannot be."""
+        await asyncio.shield(self.committed())
+
     def forget(self, product_key: str, device_key: str) -> None:
         """Drop what is buffered for a device that has just been deleted."""
         self._presence.pop((product_key, device_key), None)
