@@ -133,7 +133,7 @@ class PayloadCodecs:
             if self._loaded:
                 return
             self._changed_while_loading.clear()
-            for script in await self.registry.store.all_product_scripts():
+            for script in await self.registry.all_product_scripts():
                 if script.productKey not in self._changed_while_loading:
                     self._scripts[script.productKey] = script
             self._loaded = True

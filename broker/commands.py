@@ -92,7 +92,7 @@ class CommandService:
 
     async def start(self) -> None:
         """Rebuild the queues from the registry: pending ones wait, sent ones await replies."""
-        for command in await self.registry.store.open_commands():
+        for command in await self.registry.command_log.open_commands():
             self._track(command)
         self._sweeper = asyncio.create_task(self._sweep(), name="gatehouse-commands")
 
@@ -169,7 +169,7 @@ class CommandService:
             timeoutMs=int(timeout * 1000),
             expiresAt=now + int(hold * 1000),
         )
-        await self.registry.store.insert_command(command)
+        await self.registry.command_log.insert_command(command)
         done: asyncio.Future[Command] | None = None
         if pending_ttl == 0:
             done = asyncio.get_running_loop().create_future()
@@ -254,7 +254,7 @@ class CommandService:
             update={"state": "sent", "sentAt": now, "replyBy": now + command.timeoutMs}
         )
         # Written before it goes out: after a crash it is awaited, never sent again.
-        await self.registry.store.update_command(sent)
+        await self.registry.command_log.update_command(sent)
         self._open[sent.commandId] = sent
         self._track(sent)
         self.presence.links.publish(topic, payload)
@@ -350,7 +350,8 @@ class CommandService:
         return await self._finish(live, "cancelled", message="cancelled")
 
     async def get(self, org_id: str, command_id: str) -> Command:
-        command = self._open.get(command_id) or await self.registry.store.get_command(command_id)
+        stored = self.registry.command_log
+        command = self._open.get(command_id) or await stored.get_command(command_id)
         if command is None or command.orgId != org_id:
             raise NotFound(f"command {command_id!r} does not exist")
         return command
@@ -361,7 +362,7 @@ class CommandService:
             update[{"reply_code": "replyCode"}.get(name, name)] = value
         ended = command.model_copy(update=update)
         self._forget(command)
-        await self.registry.store.update_command(ended)
+        await self.registry.command_log.update_command(ended)
         done = self._done.get(command.commandId)
         if done is not None and not done.done():
             done.set_result(ended)

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from registry import Certificate, Device, Organization, Product, SqliteStore
+from registry import Certificate, Device, Organization, Product
+from registry.models import Topology
 
 DeviceId = tuple[str, str]  # (ProductKey, DeviceKey)
+
+
+class CredentialSource(Protocol):
+    """What the cache is loaded from at start (the registry)."""
+
+    async def all_orgs(self) -> list[Organization]: ...
+    async def all_products(self) -> list[Product]: ...
+    async def all_devices(self) -> list[Device]: ...
+    async def revoked_serials(self) -> list[str]: ...
+    async def live_certificates(self) -> list[tuple[str, str, str]]: ...
+    async def all_topology(self) -> list[Topology]: ...
 
 
 @dataclass(slots=True)
@@ -60,7 +73,7 @@ class CredentialCache:
         # Called when a device may no longer stay connected: (pk, dk, deleted).
         self.on_revoked: Callable[[str, str, bool], None] | None = None
 
-    async def load(self, store: SqliteStore) -> None:
+    async def load(self, store: CredentialSource) -> None:
         for org in await store.all_orgs():
             self.org_saved(org)
         for product in await store.all_products():

@@ -63,7 +63,7 @@ class Gate:
         self.limiter = ConnectGuard(
             config.connect_limit, config.sign_failure_limit, config.sign_max_age
         )
-        self.writer = WriteBehind(registry.store, config.writer)
+        self.writer = WriteBehind(registry.telemetry, config.writer)
         self.sessions = SubDeviceSessions(config.max_subdevices_per_gateway)
         self.presence = Presence(self.cache, self.writer, self.sessions)
         self.gateways = GatewayService(
@@ -92,8 +92,8 @@ class Gate:
         self.presence.links = links
 
     async def start(self) -> None:
-        await self.cache.load(self.registry.store)
-        await self.registry.store.reset_presence()
+        await self.cache.load(self.registry)
+        await self.registry.telemetry.reset_presence()
         self.registry.observers.append(self.cache)
         self.writer.start()
         await self.commands.start()

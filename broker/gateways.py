@@ -241,7 +241,7 @@ class GatewayService:
         return Result()
 
     async def _topo_get(self, gateway: DeviceIdentity, request: Request) -> Result:
-        subs = await self.registry.store.list_sub_devices(*gateway.key)
+        subs = await self.registry.sub_device_records(*gateway.key)
         data = [
             {"productKey": d.productKey, "deviceKey": d.deviceKey, "assetId": d.assetId}
             for d in subs

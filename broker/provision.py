@@ -65,7 +65,7 @@ async def apply(registry: Registry, org: Organization, path: Path) -> ProvisionR
     report = ProvisionReport()
     for entry in _entries(data, "models"):
         model_id = entry.get("modelId")
-        if isinstance(model_id, str) and await registry.store.get_model(org.orgId, model_id):
+        if isinstance(model_id, str) and await registry.find_model(org.orgId, model_id):
             report.kept.append(f"model {model_id}")
             continue
         model = await registry.create_model(org.orgId, _tsl(entry, path.parent))
@@ -87,7 +87,7 @@ async def _existing_product(
 ) -> str | None:
     key = body.get("productKey")
     if isinstance(key, str):
-        product = await registry.store.get_product(key)
+        product = await registry.find_product(key)
         if product is not None:
             if product.orgId != org.orgId:
                 raise InvalidArgument(f"productKey {key} belongs to another organisation")
@@ -96,7 +96,7 @@ async def _existing_product(
     name = body.get("productName")
     if isinstance(name, Mapping):
         name = name.get("defaultValue")
-    return await registry.store.product_named(org.orgId, name) if isinstance(name, str) else None
+    return await registry.product_named(org.orgId, name) if isinstance(name, str) else None
 
 
 async def _devices(
@@ -109,7 +109,7 @@ async def _devices(
     bodies = []
     for entry in entries:
         key = entry.get("deviceKey")
-        if isinstance(key, str) and await registry.store.get_device(product_key, key):
+        if isinstance(key, str) and await registry.find_device(product_key, key):
             report.kept.append(f"device {product_key}/{key}")
             continue
         body = {"deviceName": key or "device", "timezone": "+00:00", **entry}

@@ -134,7 +134,6 @@ async def serve(config: ServeConfig) -> None:
                     gate.commands,
                     gate.limiter,
                     max_body=config.max_api_body,
-                    sync=gate.writer.sync,
                 ),
                 host=config.host,
                 port=config.http_port,

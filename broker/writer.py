@@ -24,8 +24,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from registry import SqliteStore, StorageUnavailable
-from registry.sqlite import LatestRow, LogRow, PresenceRow
+from registry import StorageUnavailable
+from registry.store import LatestRow, LogRow, PresenceRow, TelemetryStore
 
 log = logging.getLogger("gatehouse.writer")
 
@@ -51,7 +51,7 @@ class WriterConfig:
 
 
 class WriteBehind:
-    def __init__(self, store: SqliteStore, config: WriterConfig | None = None) -> None:
+    def __init__(self, store: TelemetryStore, config: WriterConfig | None = None) -> None:
         self.store = store
         self.config = config or WriterConfig()
         self.stats = WriterStats()
@@ -113,11 +113,6 @@ class WriteBehind:
             self._next = asyncio.get_running_loop().create_future()
         self._wake.set()
         return self._next
-
-    async def sync(self) -> None:
-        """Return once everything buffered before the call is stored (a barrier for
-        scripts and tests); `StorageUnavailable` if it cannot be."""
-        await asyncio.shield(self.committed())
 
     def forget(self, product_key: str, device_key: str) -> None:
         """Drop what is buffered for a device that has just been deleted."""

@@ -8,7 +8,6 @@ with the models in `registry.models`, so every face gets the same checks and mes
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -44,7 +43,7 @@ from registry.models import (
 )
 from registry.observers import RegistryObserver
 from registry.scripts import ProductScript, script_upload, version_of
-from registry.sqlite import SqliteStore
+from registry.store import CommandStore, Duplicate, Store, TelemetryStore
 from registry.tsl import CompiledModel, compile_model
 
 M = TypeVar("M", bound=BaseModel)
@@ -130,7 +129,7 @@ class Page:
 
 
 class Registry:
-    def __init__(self, store: SqliteStore, *, max_devices_per_product: int = 10_000) -> None:
+    def __init__(self, store: Store, *, max_devices_per_product: int = 10_000) -> None:
         self.store = store
         self.max_devices_per_product = max_devices_per_product
         self._compiled: dict[tuple[str, str], CompiledModel] = {}
@@ -138,6 +137,63 @@ class Registry:
         self.ca: CertificateAuthority | None = None  # set by the service that has one
         # Told of each product script saved (or, with None, deleted), after it is written.
         self.script_listeners: list[Callable[[str, ProductScript | None], None]] = []
+
+    # ------------------------------------------------------------------ what the broker reads
+
+    @property
+    def telemetry(self) -> TelemetryStore:
+        """Where the broker writes device data behind (presence, the log, latest values)."""
+        return self.store
+
+    @property
+    def command_log(self) -> CommandStore:
+        """Where commands to devices are kept from acceptance to their end."""
+        return self.store
+
+    async def admin_org(self) -> Organization | None:
+        return await self.store.admin_org()
+
+    async def all_orgs(self) -> list[Organization]:
+        return await self.store.all_orgs()
+
+    async def all_products(self) -> list[Product]:
+        return await self.store.all_products()
+
+    async def all_devices(self) -> list[Device]:
+        return await self.store.all_devices()
+
+    async def all_topology(self) -> list[Topology]:
+        return await self.store.all_topology()
+
+    async def revoked_serials(self) -> list[str]:
+        return await self.store.revoked_serials()
+
+    async def live_certificates(self) -> list[tuple[str, str, str]]:
+        """(serial, ProductKey, DeviceKey) of every certificate not revoked."""
+        return await self.store.live_certificates()
+
+    async def all_product_scripts(self) -> list[ProductScript]:
+        return await self.store.all_product_scripts()
+
+    async def find_model(self, org_id: str, model_id: str) -> ThingModel | None:
+        return await self.store.get_model(org_id, model_id)
+
+    async def find_product(self, product_key: str) -> Product | None:
+        """The product of any organisation, or None (for rules across organisations)."""
+        return await self.store.get_product(product_key)
+
+    async def product_named(self, org_id: str, name: str) -> str | None:
+        return await self.store.product_named(org_id, name)
+
+    async def find_device(self, product_key: str, device_key: str) -> Device | None:
+        return await self.store.get_device(product_key, device_key)
+
+    async def stats_of(self, products: Sequence[Product]) -> list[ProductStats]:
+        return [await self.store.product_stats(p.productKey) for p in products]
+
+    async def sub_device_records(self, gateway_pk: str, gateway_dk: str) -> list[Device]:
+        """The devices under a gateway, oldest attachment first."""
+        return await self.store.list_sub_devices(gateway_pk, gateway_dk)
 
     # ------------------------------------------------------------------ organizations
 
@@ -162,7 +218,7 @@ class Registry:
         )
         try:
             await self.store.insert_org(org)
-        except sqlite3.IntegrityError:
+        except Duplicate:
             raise Conflict("an organisation with that id or access key exists") from None
         for observer in self.observers:
             observer.org_saved(org)
@@ -254,7 +310,7 @@ class Registry:
         )
         try:
             await self.store.insert_product(product)
-        except sqlite3.IntegrityError:
+        except Duplicate:
             # A race on the name or (once in 10^17) on a generated key.
             raise Conflict("a product with that name or key exists") from None
         self._product_saved(product)
@@ -394,7 +450,7 @@ class Registry:
         await self._check_new_keys(devices)
         try:
             await self.store.insert_devices(devices)
-        except sqlite3.IntegrityError:
+        except Duplicate:
             raise DeviceKeyExists("a deviceKey in the request exists already") from None
         self._devices_saved(devices)
         return devices

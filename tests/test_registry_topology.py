@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from registry import Conflict, Device, Forbidden, InvalidArgument, Registry, SqliteStore
+from registry import (
+    Conflict,
+    Device,
+    Forbidden,
+    InvalidArgument,
+    Registry,
+    SqliteStore,
+    StorageUnavailable,
+)
 from registry.migrations import MIGRATIONS
 from tests.conftest import THERMOSTAT_TSL
 
@@ -75,7 +83,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.db.execute("PRAGMA user_version = 99")
     await store.db.commit()
     await store.close()
-    with pytest.raises(RuntimeError, match="newer than this gatehouse knows"):
+    with pytest.raises(StorageUnavailable, match="newer than this gatehouse knows"):
         await SqliteStore(tmp_path / "future.db").open()
 
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from broker.api.bindings import BINDING_ACTIONS
-from broker.api.broker_stats import StatsSource, Sync, broker_actions
+from broker.api.broker_stats import StatsSource, broker_actions
 from broker.api.calls import Call, Handler
 from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
@@ -160,7 +160,6 @@ def create_app(
     guard: ConnectGuard | None = None,
     *,
     max_body: int = DEFAULT_MAX_BODY,
-    sync: Sync | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -177,7 +176,7 @@ def create_app(
 
     resources = dict(RESOURCES)
     if stats is not None:
-        resources["broker"] = broker_actions(stats, sync)
+        resources["broker"] = broker_actions(stats)
     if gateways is not None:
         resources["device-topos"] = topo_actions(gateways)
     if commands is not None:

@@ -79,7 +79,7 @@ def command_actions(commands: CommandService) -> dict[str, Handler]:
 
     async def list_(call: Call) -> Response:
         device = await call.device()
-        found = await call.registry.store.list_commands(
+        found = await call.registry.command_log.list_commands(
             device.productKey, device.deviceKey, MAX_LIST
         )
         return ok([command.view() for command in found])

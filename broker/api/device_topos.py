@@ -77,7 +77,7 @@ def topo_actions(gateways: GatewayService) -> dict[str, Handler]:
 
     async def list_(call: Call) -> Response:
         gateway = await call.device()
-        subs = await call.registry.store.list_sub_devices(gateway.productKey, gateway.deviceKey)
+        subs = await call.registry.sub_device_records(gateway.productKey, gateway.deviceKey)
         return ok([_view(sub) for sub in subs])
 
     return {"addSubDevice": add, "deleteSubDevice": delete, "list": list_}

@@ -44,7 +44,7 @@ async def statistics(call: Call) -> Response:
 async def statistics_list(call: Call) -> Response:
     page = call.page()
     products, total = await call.registry.list_products(call.org.orgId, page)
-    stats = [await call.registry.store.product_stats(p.productKey) for p in products]
+    stats = await call.registry.stats_of(products)
     return ok([s.model_dump() for s in stats], pagination=pagination(page, total))
 
 
