@@ -98,7 +98,7 @@ def test_the_connect_limit_refuses_a_burst_and_then_blocks(
     entry = eventually(lambda: refusals(tight.client(), device))[0]
     assert entry["code"] == 429 and "try again" in entry["detail"]
     # The refused attempt counted: a third within the window blocks the device, even
-    # with the right secret and a second's wait.
+    # with the right secret and a second's wait (the waits are the behaviour under test).
     time.sleep(1.1)
     blocked = connect(tight.mqtt_port, device)
     blocked.close()

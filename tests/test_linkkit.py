@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.devices import new_device
+from tests.devices import eventually, new_device
 from tests.server import Api, Gatehouse
 
 DRIVER = Path(__file__).parent / "linkkit" / "driver.py"
@@ -100,10 +99,7 @@ def test_linkkit_connects_posts_and_answers_commands(
     device = new_device(api, make_product(dataFormat="Custom"))
     process = drive(device, 4.0)
     query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
-    deadline = time.monotonic() + 20
-    while api("devices", "get", **query).ok()["state"] != "online":
-        assert time.monotonic() < deadline, "linkkit did not come online"
-        time.sleep(0.1)
+    eventually(lambda: api("devices", "get", **query).ok()["state"] == "online", timeout=20)
     set_points = api("commands", "setMeasurepoint", {"measurepoints": {"target": 20}}, **query)
     assert set_points.ok()["state"] == "succeeded"
     body = {"inputData": {"delay": 3}}
