@@ -3,6 +3,16 @@
 # This is the README's second command and what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The tests run the registry on PostgreSQL too, in a throwaway cluster of their own
+# (tests/conftest.py): install Debian's server when it is missing (CI runs as root).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "scripts/test.sh: PostgreSQL is missing; as root: apt-get install -y postgresql" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,3 +218,107 @@ class StockAmqtt:
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process)
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster in a directory of its own, on a free loopback port.
+
+    Built with the server's own `initdb` and `pg_ctl` (Debian's postgresql package, under
+    /usr/lib/postgresql/N/bin); run as an unprivileged user when started by root, since
+    PostgreSQL refuses to run as root. Only trust logins from 127.0.0.1 as `gatehouse`.
+    """
+
+    USER = "gatehouse"
+
+    def __init__(self, workdir: Path | None = None, *, durable: bool = True) -> None:
+        # Not under pytest's root-only temporary directory: the server's user must reach it.
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="gatehouse-pg-"))
+        self.data = self.workdir / "cluster"
+        self.port = free_port()
+        self.durable = durable  # fsync; off only where a machine crash is not under test
+        self._databases = 0
+
+    @staticmethod
+    def binaries() -> Path:
+        found = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+            key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+        )
+        if not found:
+            raise RuntimeError(
+                "PostgreSQL is not installed (apt-get install postgresql): no"
+                " /usr/lib/postgresql/*/bin/initdb"
+            )
+        return found[-1].parent
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(  # noqa: S603 - the server's own tools, with our arguments
+            [*prefix, *command], check=True, capture_output=True, timeout=120
+        )
+
+    def start(self) -> Postgres:
+        """Create the cluster if it is new, then start the server and wait for it."""
+        bin_dir = self.binaries()
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+        if not self.data.exists():
+            self._run(
+                str(bin_dir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            )
+        options = (
+            f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
+            f" -c max_connections=200 -c fsync={'on' if self.durable else 'off'}"
+        )
+        self._run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.workdir / "server.log"),
+            "-w",
+            "start",
+        )
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` shuts down cleanly; `immediate` is a crash (recovery on the next start)."""
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.binaries() / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "gatehouse") -> str:
+        """A new empty database; returns its URL."""
+        self._databases += 1
+        name = f"{prefix}_{os.getpid()}_{self._databases}_{secrets.token_hex(3)}"
+        subprocess.run(  # noqa: S603 - the server's own tool
+            [
+                str(self.binaries() / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.USER,
+                name,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return self.url(name)

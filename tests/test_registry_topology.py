@@ -1,8 +1,8 @@
-"""Topology records on a real SQLite registry (the gateway issue builds its rules on them)."""
+"""Topology records on a real registry, on each store (the gateway issue builds its rules
+on them)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,15 @@ from registry import (
     StorageUnavailable,
 )
 from registry.migrations import MIGRATIONS
+from registry.store import Store
 from tests.conftest import THERMOSTAT_TSL
+
+pytestmark = pytest.mark.both_stores
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    store = SqliteStore(tmp_path / "registry.db")
-    await store.open()
-    yield Registry(store)
-    await store.close()
+def registry(store: Store) -> Registry:
+    return Registry(store)
 
 
 async def make_device(
