@@ -169,14 +169,19 @@ class CommandService:
             timeoutMs=int(timeout * 1000),
             expiresAt=now + int(hold * 1000),
         )
-        await self.registry.command_log.insert_command(command)
         done: asyncio.Future[Command] | None = None
         if pending_ttl == 0:
             done = asyncio.get_running_loop().create_future()
             self._done[command.commandId] = done
-        self._track(command)
-        if reachable:
-            await self.flush(key)
+        try:
+            if not (reachable and await self._send_now(command)):
+                await self.registry.command_log.insert_command(command)
+                self._track(command)
+                if reachable:
+                    await self.flush(key)
+        except BaseException:
+            self._done.pop(command.commandId, None)
+            raise
         if done is None:
             return self._open.get(command.commandId, command)
         try:
@@ -241,10 +246,24 @@ class CommandService:
             # The lock stays: a flush waiting on it must not race one on a new lock.
             self._waiting.pop(key, None)
 
-    async def _send(self, command: Command) -> None:
+    async def _send_now(self, command: Command) -> bool:
+        """Send a new command at once when nothing waits ahead of it for its device: it
+        is written once, as sent, before it goes out (and once more at its end). False
+        if others wait: it queues behind them."""
+        key = (command.productKey, command.deviceKey)
+        async with self._flushing.setdefault(key, asyncio.Lock()):
+            if self._waiting.get(key):
+                return False
+            await self._send(command, stored=False)
+            return True
+
+    async def _send(self, command: Command, *, stored: bool = True) -> None:
+        """Send a command; `stored` False for one not yet written (it is written here)."""
         try:
             topic, payload = await self._message(command)
         except ScriptError as exc:  # the product's script or codec cannot encode it
+            if not stored:
+                await self.registry.command_log.insert_command(command)
             await self._finish(
                 command, "failed", reply_code=exc.code, message=f"not sent: {exc.message}"
             )
@@ -254,7 +273,10 @@ class CommandService:
             update={"state": "sent", "sentAt": now, "replyBy": now + command.timeoutMs}
         )
         # Written before it goes out: after a crash it is awaited, never sent again.
-        await self.registry.command_log.update_command(sent)
+        if stored:
+            await self.registry.command_log.update_command(sent)
+        else:
+            await self.registry.command_log.insert_command(sent)
         self._open[sent.commandId] = sent
         self._track(sent)
         self.presence.links.publish(topic, payload)

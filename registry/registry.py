@@ -137,6 +137,7 @@ class Registry:
         self.ca: CertificateAuthority | None = None  # set by the service that has one
         # Told of each product script saved (or, with None, deleted), after it is written.
         self.script_listeners: list[Callable[[str, ProductScript | None], None]] = []
+        self._orgs_by_key: dict[str, Organization] = {}  # see authenticate
 
     # ------------------------------------------------------------------ what the broker reads
 
@@ -225,7 +226,14 @@ class Registry:
         return org, secret
 
     async def authenticate(self, access_key: str, access_secret: str) -> Organization:
-        org = await self.store.get_org_by_access_key(access_key)
+        """The organisation whose key and secret these are. Every API call asks, so the
+        organisations found are kept (they never change, and there are few: a key that
+        exists in no organisation is asked of the store each time, and not kept)."""
+        org = self._orgs_by_key.get(access_key)
+        if org is None:
+            org = await self.store.get_org_by_access_key(access_key)
+            if org is not None:
+                self._orgs_by_key[access_key] = org
         if org is None or not ids.secret_matches(access_secret, org.secretHash):
             raise Unauthorized("wrong access key or secret")
         return org
