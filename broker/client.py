@@ -8,32 +8,40 @@ from typing import Any
 
 import httpx
 
-from broker.bootstrap import CREDENTIALS_FILE, Credentials
+from broker.bootstrap import CREDENTIALS_FILE, ENV_KEY, ENV_ORG, ENV_SECRET, Credentials
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 class ApiError(Exception):
+    """An answer of the API that is not a success, or no answer at all (status 0)."""
+
     def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(f"{msg} (HTTP {status}, code {code})")
+        # A local failure (no credentials, no connection) has no HTTP status or code.
+        super().__init__(f"{msg} (HTTP {status}, code {code})" if status else msg)
         self.status = status
         self.code = code
         self.msg = msg
 
 
 def find_credentials(data_dir: Path) -> Credentials:
-    """The environment's credentials, or else those a local `gatehouse serve` saved."""
+    """The environment's credentials, or else those a local `gatehouse serve` saved;
+    when there are none, the error says where it looked."""
     creds = Credentials.from_env()
     if creds is not None:
         return creds
     path = data_dir / CREDENTIALS_FILE
     if path.exists():
-        return Credentials.from_file(path)
+        try:
+            return Credentials.from_file(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ApiError(0, 0, f"cannot read credentials from {path.resolve()}: {exc}") from None
+    unset = [name for name in (ENV_KEY, ENV_SECRET) if not os.environ.get(name)]
     raise ApiError(
         0,
         0,
-        "no credentials: set GATEHOUSE_ACCESS_KEY and GATEHOUSE_ACCESS_SECRET"
-        f" (and GATEHOUSE_ORG_ID), or run where {path} exists (--data-dir)",
+        f"no credentials: {' and '.join(unset)} not set in the environment, and no"
+        f" {path.resolve()} (give --data-dir, or set {ENV_KEY}, {ENV_SECRET} and {ENV_ORG})",
     )
 
 

@@ -8,22 +8,23 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import uvicorn
 
 from broker import provision
 from broker.api import create_app
-from broker.api.limits import DEFAULT_MAX_BODY
 from broker.bootstrap import first_organization
 from broker.codecs import load_codecs
+from broker.config import ServeConfig
 from broker.core import CoreLimits
 from broker.gate import Gate, GateConfig
 from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
+from broker.writer import WriterConfig
 from certs import CertificateAuthority
 from registry import Registry, SqliteStore, StorageUnavailable
 
@@ -33,23 +34,34 @@ DATABASE_FILE = "registry.db"
 CA_DIR = "ca"  # the CA, the TLS server certificate and their keys
 DRAIN_TIMEOUT = 5.0  # seconds connections get to wind down at shutdown
 
+__all__ = ["ServeConfig", "event_loop", "serve"]
 
-@dataclass(frozen=True, slots=True)
-class ServeConfig:
-    data_dir: Path = Path("gatehouse-data")
-    host: str = "127.0.0.1"
-    http_port: int = 8080
-    mqtt_port: int = 1883
-    provision_file: Path | None = None
-    max_devices_per_product: int = 10_000
-    log_level: str = "info"
-    limits: CoreLimits = field(default_factory=CoreLimits)
-    gate: GateConfig = field(default_factory=GateConfig)
-    mqtts_port: int = 8883  # the TLS listener; 0 for none
-    ca_cert: Path | None = None  # a CA to use instead of the data directory's own
-    ca_key: Path | None = None
-    codecs: dict[str, str] = field(default_factory=dict)  # NAME -> module:attribute
-    max_api_body: int = DEFAULT_MAX_BODY  # bytes; a bigger API body gets a 413, unread
+
+def core_limits(config: ServeConfig) -> CoreLimits:
+    """The broker core's bounds, from serve's configuration."""
+    return CoreLimits(
+        max_queued=config.max_queued_messages,
+        max_inflight=config.max_inflight,
+        connect_timeout=config.connect_timeout,
+        max_packet=2 * config.max_payload + 65_536,
+        disconnect_on_refused_publish=config.on_refused_publish == "disconnect",
+        max_payload=config.max_payload,
+        max_retained=config.max_retained_messages,
+        max_retained_bytes=config.max_retained_bytes,
+    )
+
+
+def gate_config(config: ServeConfig) -> GateConfig:
+    """The device gate's settings, from serve's configuration."""
+    return GateConfig(
+        allow_anonymous=config.allow_anonymous,
+        connect_limit=config.connect_limit,
+        sign_failure_limit=config.sign_failure_limit,
+        sign_max_age=config.sign_max_age,
+        max_payload=config.max_payload,
+        writer=WriterConfig(log_keep=config.message_log_size),
+        max_subdevices_per_gateway=config.max_subdevices_per_gateway,
+    )
 
 
 def event_loop(choice: str = "auto") -> asyncio.Runner:
@@ -103,14 +115,14 @@ async def serve(config: ServeConfig) -> None:
             ca_file = ca_dir / "ca-chain.pem"
             ca_file.write_text(ca.cert_pem)
         tls = TlsFiles(server_cert, server_key, ca_file)
-        gate = Gate(registry, config.gate, load_codecs(config.codecs))
+        gate = Gate(registry, gate_config(config), load_codecs(dict(config.codecs)))
         await gate.start()
         tune_gc()
         mqtt = MqttBroker(
             MqttConfig(
                 config.host,
                 config.mqtt_port,
-                limits=config.limits,
+                limits=core_limits(config),
                 tls_port=config.mqtts_port,
                 tls=tls,
             ),
@@ -142,35 +154,63 @@ async def serve(config: ServeConfig) -> None:
                 lifespan="off",
             )
         )
+        # The API's port is bound before anything is announced, so a port in use stops
+        # serve with its number and a non-zero exit, and no ready line is printed.
+        try:
+            api_socket = _listen(config.host, config.http_port)
+        except OSError as exc:
+            await gate.stop()
+            raise SystemExit(
+                f"gatehouse: cannot run the API on {config.host}:{config.http_port}:"
+                f" {exc.strerror or exc}"
+            ) from None
         try:
             await mqtt.start()
         except Exception as exc:
+            api_socket.close()
             await gate.stop()
             raise SystemExit(
-                f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}: {exc}"
+                f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}"
+                f"{f' (TLS on {config.mqtts_port})' if config.mqtts_port else ''}: {exc}"
             ) from None
         try:
             print(
                 f"gatehouse: MQTT on {config.host}:{config.mqtt_port}"
                 f"{f', MQTT over TLS on {config.mqtts_port}' if config.mqtts_port else ''}"
-                f"{' (anonymous clients allowed)' if config.gate.allow_anonymous else ''},"
+                f"{' (anonymous clients allowed)' if config.allow_anonymous else ''},"
                 f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
                 f" data in {config.data_dir.resolve()}",
                 file=sys.stderr,
                 flush=True,
             )
             with _stop_on_signals(server):
-                await server.serve()
+                await server.serve(sockets=[api_socket])
             if not server.started:
                 raise SystemExit(f"gatehouse: could not listen on {config.host}:{config.http_port}")
             log.info("shutting down: closing connections and writing what is buffered")
         finally:
+            api_socket.close()
             # The API has stopped accepting; now MQTT stops accepting, every session is
             # closed (wills sent, what it sent stored), and the write-behind is flushed.
             await mqtt.stop(DRAIN_TIMEOUT)
             await gate.stop()
     finally:
         await store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for the API (uvicorn serves on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 @contextlib.contextmanager

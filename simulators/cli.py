@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import orjson
 
 from broker.protocol.credentials_file import read_credentials
@@ -381,3 +382,27 @@ def main(argv: Sequence[str]) -> int:
         print(f"gatehouse: {exc}", file=sys.stderr)
         return 1
     return result
+
+
+# The `gatehouse` dispatcher (click) hands these two their arguments as they came.
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+@click.command(
+    context_settings=_PASS_THROUGH,
+    add_help_option=False,
+    help="Put simulated devices on the wire at a rate and report.",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def load(args: tuple[str, ...]) -> None:
+    raise click.exceptions.Exit(main(["load", *args]))
+
+
+@click.command(
+    context_settings=_PASS_THROUGH,
+    add_help_option=False,
+    help="Run one simulated device or gateway.",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sim(args: tuple[str, ...]) -> None:
+    raise click.exceptions.Exit(main(["sim", *args]))

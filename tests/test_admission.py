@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from broker.admission import ConnectAttempt, Refusal, admit
-from broker.cli import build_parser
+from broker.cli.serve import parse_args
+from broker.config import ConfigError
 from broker.connect_guard import (
     SIGN_FAILURE_LIMIT,
     AttemptLimiter,
@@ -354,11 +355,11 @@ def test_bad_connect_limit_options_say_the_format(text: str) -> None:
 def test_serve_options_for_signs(
     argv: list[str], max_age: float | None, failures: ConnectLimit
 ) -> None:
-    args = build_parser().parse_args(["serve", *argv])
-    assert (args.sign_max_age, args.sign_failure_limit) == (max_age, failures)
+    config = parse_args(argv)
+    assert (config.sign_max_age, config.sign_failure_limit) == (max_age, failures)
 
 
 @pytest.mark.parametrize("argv", [["--sign-max-age", "soon"], ["--sign-max-age", "-1"]])
 def test_bad_sign_options_are_refused(argv: list[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", *argv])
+    with pytest.raises(ConfigError):
+        parse_args(argv)

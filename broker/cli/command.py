@@ -2,55 +2,129 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
+from collections.abc import Callable
 from typing import Any
 
-from broker.cli.common import api_parser, json_arg, print_json, table
-from broker.client import ApiClient
+import click
+
+from broker.cli.common import CONTEXT, iso_time, json_option, print_json, table, with_api
 
 SLEEPING_WAIT = 21_100.0  # the longest a synchronous command can be held (eDRX's most)
+DONE = ("succeeded", "pending", "sent")
 
 
-def _send_command(
-    api: ApiClient, args: argparse.Namespace, action: str, body: Any, **q: Any
+@click.group(context_settings=CONTEXT, help="Send commands to devices and follow them.")
+def command() -> None:
+    pass
+
+
+def _sender(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that sends takes."""
+    for option in (
+        click.option(
+            "--pending-ttl",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            help="hold the command up to this many seconds for a device that is not"
+            " reachable, and return at once (0: wait for the reply)",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="seconds to wait for the device's reply  [default: 30, or by the"
+            " product's power-saving mode]",
+        ),
+        click.option("--key", required=True, help="DeviceKey"),
+        click.option("--product", required=True, help="ProductKey"),
+    ):
+        func = option(func)
+    return func
+
+
+def _send(
+    api: Any,
+    action: str,
+    body: Any,
+    where: dict[str, Any],
+    **query: Any,
 ) -> int:
     # A synchronous command holds the call until the device answers or times out.
-    wait = SLEEPING_WAIT if not args.pending_ttl else 60.0
-    query = {"timeout": args.timeout, "pendingTtl": args.pending_ttl, **q}
+    wait = SLEEPING_WAIT if not where["pending_ttl"] else 60.0
     data = api.call(
-        "commands", action, body, wait, productKey=args.product, deviceKey=args.key, **query
+        "commands",
+        action,
+        body,
+        wait,
+        productKey=where["product"],
+        deviceKey=where["key"],
+        timeout=where["timeout"],
+        pendingTtl=where["pending_ttl"],
+        **query,
     )
     print_json(data)
-    return 0 if data["state"] in ("succeeded", "pending", "sent") else 1
+    return 0 if data["state"] in DONE else 1
 
 
-def cmd_command_invoke(api: ApiClient, args: argparse.Namespace) -> int:
-    body = {"inputData": args.input}
-    return _send_command(api, args, "invokeService", body, serviceId=args.service)
+@command.command(help="Invoke a service (waits for the reply unless --pending-ttl).")
+@_sender
+@click.option("--service", required=True, help="the service's identifier")
+@click.option(
+    "--input",
+    "input_data",
+    metavar="JSON|@FILE",
+    callback=json_option,
+    default="{}",
+    help="inputData as JSON (or @FILE)",
+)
+@with_api
+def invoke(api: Any, service: str, input_data: Any, **where: Any) -> int:
+    return _send(api, "invokeService", {"inputData": input_data}, where, serviceId=service)
 
 
-def cmd_command_set(api: ApiClient, args: argparse.Namespace) -> int:
-    return _send_command(api, args, "setMeasurepoint", {"measurepoints": args.points})
+@command.command("set", help="Set measurepoints (waits for the reply unless --pending-ttl).")
+@_sender
+@click.option(
+    "--points",
+    metavar="JSON|@FILE",
+    callback=json_option,
+    required=True,
+    help="""e.g. '{"target": 21}' (or @FILE)""",
+)
+@with_api
+def set_points(api: Any, points: Any, **where: Any) -> int:
+    return _send(api, "setMeasurepoint", {"measurepoints": points}, where)
 
 
-def cmd_command_raw(api: ApiClient, args: argparse.Namespace) -> int:
+def _hexadecimal(ctx: click.Context, param: click.Parameter, value: str) -> bytes:
     try:
-        payload = bytes.fromhex(args.hex)
+        return bytes.fromhex(value)
     except ValueError:
-        raise SystemExit(f"gatehouse: --hex {args.hex!r} is not hexadecimal") from None
+        raise click.BadParameter(f"{value!r} is not hexadecimal") from None
+
+
+@command.command(help="Send raw bytes to a Custom product's device.")
+@_sender
+@click.option("--hex", "payload", required=True, callback=_hexadecimal, help="the bytes, in hex")
+@with_api
+def raw(api: Any, payload: bytes, **where: Any) -> int:
     body = {"payloadBase64": base64.b64encode(payload).decode()}
-    return _send_command(api, args, "sendRaw", body)
+    return _send(api, "sendRaw", body, where)
 
 
-def cmd_command_show(api: ApiClient, args: argparse.Namespace) -> int:
-    print_json(api.call("commands", "get", commandId=args.command_id))
-    return 0
+@command.command(help="Show a command and its state.")
+@click.argument("command_id")
+@with_api
+def show(api: Any, command_id: str) -> None:
+    print_json(api.call("commands", "get", commandId=command_id))
 
 
-def cmd_command_list(api: ApiClient, args: argparse.Namespace) -> int:
-    rows = api.call("commands", "list", productKey=args.product, deviceKey=args.key)
-    header = ("COMMAND", "KIND", "STATE", "CODE", "CREATED")
+@command.command("list", help="A device's latest commands.")
+@click.option("--product", required=True, help="ProductKey")
+@click.option("--key", required=True, help="DeviceKey")
+@with_api
+def list_commands(api: Any, product: str, key: str) -> None:
+    rows = api.call("commands", "list", productKey=product, deviceKey=key)
     table(
         [
             (
@@ -58,64 +132,16 @@ def cmd_command_list(api: ApiClient, args: argparse.Namespace) -> int:
                 c["serviceId"] or c["kind"],
                 c["state"],
                 c["replyCode"] or "",
-                c["createdAt"],
+                iso_time(c["createdAt"]),
             )
             for c in rows
         ],
-        header,
+        ("COMMAND", "KIND", "STATE", "CODE", "CREATED"),
     )
-    return 0
 
 
-def cmd_command_cancel(api: ApiClient, args: argparse.Namespace) -> int:
-    print_json(api.call("commands", "cancel", commandId=args.command_id))
-    return 0
-
-
-def register(commands: Any) -> None:
-    command = commands.add_parser(
-        "command", help="send commands to devices and follow them"
-    ).add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, help_text, func in (
-        (
-            "invoke",
-            "invoke a service (waits for the reply unless --pending-ttl)",
-            cmd_command_invoke,
-        ),
-        ("set", "set measurepoints (waits for the reply unless --pending-ttl)", cmd_command_set),
-        ("raw", "send raw bytes to a Custom product's device", cmd_command_raw),
-    ):
-        sender = api_parser(command, name, help_text, func)
-        sender.add_argument("--product", required=True, help="ProductKey")
-        sender.add_argument("--key", required=True, help="DeviceKey")
-        sender.add_argument(
-            "--timeout",
-            type=float,
-            help="seconds to wait for the device's reply (default:"
-            " 30, or by the product's power-saving mode)",
-        )
-        sender.add_argument(
-            "--pending-ttl",
-            type=float,
-            default=0,
-            help="hold the command up to this many"
-            " seconds for a device that is not reachable, and return at once (default 0: wait)",
-        )
-        if name == "invoke":
-            sender.add_argument("--service", required=True, help="the service's identifier")
-            sender.add_argument(
-                "--input", type=json_arg, default={}, help="inputData as JSON (or @FILE)"
-            )
-        elif name == "set":
-            sender.add_argument(
-                "--points", type=json_arg, required=True, help="e.g. '{\"target\": 21}'"
-            )
-        else:
-            sender.add_argument("--hex", required=True, help="the bytes, in hexadecimal")
-    shown = api_parser(command, "show", "show a command and its state", cmd_command_show)
-    shown.add_argument("command_id", metavar="COMMAND_ID")
-    listed = api_parser(command, "list", "a device's latest commands", cmd_command_list)
-    listed.add_argument("--product", required=True)
-    listed.add_argument("--key", required=True)
-    cancelled = api_parser(command, "cancel", "cancel a pending command", cmd_command_cancel)
-    cancelled.add_argument("command_id", metavar="COMMAND_ID")
+@command.command(help="Cancel a pending command.")
+@click.argument("command_id")
+@with_api
+def cancel(api: Any, command_id: str) -> None:
+    print_json(api.call("commands", "cancel", commandId=command_id))

@@ -2,100 +2,116 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from broker.cli.common import api_parser, print_json, table
-from broker.client import ApiClient, ApiError
-from broker.protocol.credentials_file import write_credentials
+import click
+
+from broker.cli.common import CONTEXT, print_json, table, with_api
+
+PRODUCT = click.option("--product", required=True, help="ProductKey")
+DEVICE = click.option("--key", required=True, help="DeviceKey")
 
 
-def cmd_device_create(api: ApiClient, args: argparse.Namespace) -> int:
-    if args.count < 1:
-        raise ApiError(0, 0, "--count must be 1 or more")
-    if args.key and args.count > 1:
-        raise ApiError(0, 0, "--key names one device; leave it out with --count")
-    base = {"productKey": args.product, "timezone": args.timezone}
-    if args.count == 1:
-        body = {**base, "deviceName": args.name or args.key or "device"}
-        if args.key:
-            body["deviceKey"] = args.key
-        if args.secret:
-            body["deviceSecret"] = args.secret
+@click.group(context_settings=CONTEXT, help="Manage devices.")
+def device() -> None:
+    pass
+
+
+@device.command(help="Create one device, or --count of them.")
+@PRODUCT
+@click.option("--count", type=click.IntRange(1, 10_000), default=1, help="devices to create")
+@click.option("--key", help="a fixed DeviceKey (one device)")
+@click.option("--secret", help="a fixed DeviceSecret (one device)")
+@click.option("--name", help="name (with --count, a prefix)")
+@click.option("--timezone", default="+00:00", help="the devices' timezone")
+@click.option(
+    "--export",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the credentials to FILE (.csv or .json)",
+)
+@with_api
+def create(
+    api: Any,
+    product: str,
+    count: int,
+    key: str | None,
+    secret: str | None,
+    name: str | None,
+    timezone: str,
+    export: Path | None,
+) -> None:
+    from broker.protocol.credentials_file import write_credentials
+
+    if key and count > 1:
+        raise click.UsageError("--key names one device; leave it out with --count")
+    base = {"productKey": product, "timezone": timezone}
+    if count == 1:
+        body = {**base, "deviceName": name or key or "device"}
+        if key:
+            body["deviceKey"] = key
+        if secret:
+            body["deviceSecret"] = secret
         created = [api.call("devices", "create", body)]
     else:
-        prefix = args.name or "device"
-        bodies = [{**base, "deviceName": f"{prefix}-{i}"} for i in range(1, args.count + 1)]
+        prefix = name or "device"
+        bodies = [{**base, "deviceName": f"{prefix}-{i}"} for i in range(1, count + 1)]
         created = api.call("devices", "batchCreate", {"deviceList": bodies})
-    if args.export:
-        write_credentials(args.export, created)
-        print(f"created {len(created)} devices; credentials in {args.export}")
+    if export:
+        write_credentials(export, created)
+        click.echo(f"created {len(created)} devices; credentials in {export}")
     elif len(created) == 1:
         print_json(created[0])
     else:
-        print(f"created {len(created)} devices (use --export FILE for their credentials)")
-    return 0
+        click.echo(f"created {len(created)} devices (use --export FILE for their credentials)")
 
 
-def cmd_device_list(api: ApiClient, args: argparse.Namespace) -> int:
-    devices = api.pages("devices", "list", productKey=args.product)
+@device.command("list", help="List a product's devices.")
+@PRODUCT
+@with_api
+def list_devices(api: Any, product: str) -> None:
+    devices = api.pages("devices", "list", productKey=product)
     rows = [(d["deviceKey"], d["deviceName"]["defaultValue"], d["state"]) for d in devices]
     table(rows, ("DEVICE KEY", "NAME", "STATE"))
-    return 0
 
 
-def cmd_device_show(api: ApiClient, args: argparse.Namespace) -> int:
-    print_json(api.call("devices", "get", productKey=args.product, deviceKey=args.key))
-    return 0
+@device.command(help="Show a device.")
+@PRODUCT
+@DEVICE
+@with_api
+def show(api: Any, product: str, key: str) -> None:
+    print_json(api.call("devices", "get", productKey=product, deviceKey=key))
 
 
-def cmd_device_block_show(api: ApiClient, args: argparse.Namespace) -> int:
-    data = api.call("devices", "getConnectBlock", productKey=args.product, deviceKey=args.key)
-    print_json(data)
-    return 0
+@device.group(context_settings=CONTEXT, help="See or lift what keeps a device from connecting.")
+def block() -> None:
+    pass
 
 
-def cmd_device_block_clear(api: ApiClient, args: argparse.Namespace) -> int:
-    data = api.call("devices", "clearConnectBlock", productKey=args.product, deviceKey=args.key)
-    print(f"{args.product}/{args.key}: {data['cleared']} block(s) lifted")
-    return 0
+@block.command("show", help="A device's connect blocks and recent wrong signs.")
+@PRODUCT
+@DEVICE
+@with_api
+def block_show(api: Any, product: str, key: str) -> None:
+    print_json(api.call("devices", "getConnectBlock", productKey=product, deviceKey=key))
 
 
-def cmd_device_export(api: ApiClient, args: argparse.Namespace) -> int:
-    rows = api.pages("devices", "exportCredentials", productKey=args.product)
-    write_credentials(args.file, rows)
-    print(f"exported {len(rows)} devices' credentials to {args.file}")
-    return 0
+@block.command("clear", help="Lift a device's connect blocks at once.")
+@PRODUCT
+@DEVICE
+@with_api
+def block_clear(api: Any, product: str, key: str) -> None:
+    data = api.call("devices", "clearConnectBlock", productKey=product, deviceKey=key)
+    click.echo(f"{product}/{key}: {data['cleared']} block(s) lifted")
 
 
-def register(commands: Any) -> None:
-    device = commands.add_parser("device", help="manage devices").add_subparsers(
-        dest="action", metavar="ACTION", required=True
-    )
-    create = api_parser(device, "create", "create one device or --count of them", cmd_device_create)
-    create.add_argument("--product", required=True, help="ProductKey")
-    create.add_argument("--count", type=int, default=1)
-    create.add_argument("--key", help="a fixed DeviceKey (one device)")
-    create.add_argument("--secret", help="a fixed DeviceSecret (one device)")
-    create.add_argument("--name", help="name (with --count, a prefix)")
-    create.add_argument("--timezone", default="+00:00")
-    create.add_argument("--export", type=Path, help="write the credentials to FILE (.csv or .json)")
-    listing = api_parser(device, "list", "list a product's devices", cmd_device_list)
-    listing.add_argument("--product", required=True)
-    show = api_parser(device, "show", "show a device", cmd_device_show)
-    show.add_argument("--product", required=True)
-    show.add_argument("--key", required=True)
-    block = device.add_parser(
-        "block", help="see or lift what keeps a device from connecting"
-    ).add_subparsers(dest="block_action", metavar="ACTION", required=True)
-    for name, help_text, func in (
-        ("show", "a device's connect blocks and recent wrong signs", cmd_device_block_show),
-        ("clear", "lift a device's connect blocks at once", cmd_device_block_clear),
-    ):
-        blocked = api_parser(block, name, help_text, func)
-        blocked.add_argument("--product", required=True, help="ProductKey")
-        blocked.add_argument("--key", required=True, help="DeviceKey")
-    export = api_parser(device, "export", "export a product's credentials", cmd_device_export)
-    export.add_argument("--product", required=True)
-    export.add_argument("file", type=Path, metavar="FILE", help=".csv or .json")
+@device.command("export", help="Export a product's credentials to FILE (.csv or .json).")
+@PRODUCT
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@with_api
+def export_credentials(api: Any, product: str, file: Path) -> None:
+    from broker.protocol.credentials_file import write_credentials
+
+    rows = api.pages("devices", "exportCredentials", productKey=product)
+    write_credentials(file, rows)
+    click.echo(f"exported {len(rows)} devices' credentials to {file}")

@@ -2,54 +2,60 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from broker.cli.common import api_parser, json_arg, print_json, table
-from broker.client import ApiClient, ApiError
+import click
+
+from broker.cli.common import CONTEXT, Failure, json_value, print_json, table, with_api
 
 
-def cmd_model_import(api: ApiClient, args: argparse.Namespace) -> int:
-    data = json_arg("@" + str(args.file))
+@click.group(context_settings=CONTEXT, help="Manage thing models.")
+def model() -> None:
+    pass
+
+
+@model.command(
+    "import",
+    help='Import a thing model from FILE: {"modelId", "name", "tsl"}, or a bare TSL'
+    " document with --model-id.",
+)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model-id", help="the modelId (default: the file's)")
+@click.option("--name", help="the model's name (default: the file's)")
+@with_api
+def import_model(api: Any, file: Path, model_id: str | None, name: str | None) -> None:
+    data = json_value(f"@{file}")
     if not isinstance(data, dict):
-        raise ApiError(0, 0, f"{args.file} must hold a JSON object")
-    # Either {"modelId", "name", "tsl"} or a bare TSL document (then --model-id is needed).
+        raise Failure(f"{file} must hold a JSON object")
     body = dict(data) if "tsl" in data else {"tsl": data}
-    if args.model_id:
-        body["modelId"] = args.model_id
-    if args.name:
-        body["name"] = args.name
+    if model_id:
+        body["modelId"] = model_id
+    if name:
+        body["name"] = name
     if "modelId" not in body:
-        raise ApiError(0, 0, f"{args.file} has no modelId; give --model-id")
-    print(api.call("thing-models", "create", body))
-    return 0
+        raise Failure(f"{file} has no modelId; give --model-id")
+    click.echo(api.call("thing-models", "create", body))
 
 
-def cmd_model_list(api: ApiClient, args: argparse.Namespace) -> int:
+@model.command("list", help="List thing models.")
+@with_api
+def list_models(api: Any) -> None:
     models = api.call("thing-models", "list", pageSize=1000)
-    tsl = [m["tsl"] for m in models]
     rows = [
-        (m["modelId"], m["name"], len(t.get("properties", [])), len(t.get("services", [])))
-        for m, t in zip(models, tsl, strict=True)
+        (
+            m["modelId"],
+            m["name"],
+            len(m["tsl"].get("properties", [])),
+            len(m["tsl"].get("services", [])),
+        )
+        for m in models
     ]
     table(rows, ("MODEL ID", "NAME", "PROPERTIES", "SERVICES"))
-    return 0
 
 
-def cmd_model_show(api: ApiClient, args: argparse.Namespace) -> int:
-    print_json(api.call("thing-models", "get", modelId=args.model_id))
-    return 0
-
-
-def register(commands: Any) -> None:
-    model = commands.add_parser("model", help="manage thing models").add_subparsers(
-        dest="action", metavar="ACTION", required=True
-    )
-    imported = api_parser(model, "import", "import a thing model from a file", cmd_model_import)
-    imported.add_argument("file", type=Path, metavar="FILE")
-    imported.add_argument("--model-id")
-    imported.add_argument("--name")
-    api_parser(model, "list", "list thing models", cmd_model_list)
-    show = api_parser(model, "show", "show a thing model", cmd_model_show)
-    show.add_argument("model_id", metavar="MODEL_ID")
+@model.command(help="Show a thing model.")
+@click.argument("model_id")
+@with_api
+def show(api: Any, model_id: str) -> None:
+    print_json(api.call("thing-models", "get", modelId=model_id))

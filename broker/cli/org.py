@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from broker.cli.common import api_parser, print_json
-from broker.client import ApiClient
+import click
+
+from broker.cli.common import CONTEXT, print_json, with_api
 
 
-def cmd_org_create(api: ApiClient, args: argparse.Namespace) -> int:
-    print_json(api.call("organizations", "create", {"name": args.name}))
-    return 0
+@click.group(context_settings=CONTEXT, help="Manage organisations (admin).")
+def org() -> None:
+    pass
 
 
-def register(commands: Any) -> None:
-    org = commands.add_parser("org", help="manage organisations (admin)").add_subparsers(
-        dest="action", metavar="ACTION", required=True
-    )
-    created = api_parser(
-        org, "create", "create an organisation; prints its credentials", cmd_org_create
-    )
-    created.add_argument("--name", required=True)
+@org.command(help="Create an organisation; prints its credentials.")
+@click.option("--name", required=True, help="the organisation's name")
+@with_api
+def create(api: Any, name: str) -> None:
+    print_json(api.call("organizations", "create", {"name": name}))

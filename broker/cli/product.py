@@ -2,35 +2,69 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from broker.cli.common import api_parser, json_arg, print_json, table
-from broker.client import ApiClient
+import click
+
+from broker.cli.common import CONTEXT, json_option, print_json, table, with_api
 
 
-def cmd_product_create(api: ApiClient, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = dict(args.body or {})
+@click.group(context_settings=CONTEXT, help="Manage products.")
+def product() -> None:
+    pass
+
+
+@product.command(help="Create a product; prints its ProductKey.")
+@click.option("--name", help="product name")
+@click.option("--model", help="modelId of its thing model")
+@click.option("--type", "device_type", type=click.Choice(("direct", "gateway", "subdevice")))
+@click.option("--format", "data_format", type=click.Choice(("Json", "Custom")))
+@click.option("--network", help="2G, 3G, 4G, 5G, Wi-Fi, NB-IoT or Bluetooth")
+@click.option("--key", help="a fixed ProductKey (default: generated)")
+@click.option("--desc", help="description")
+@click.option("--bidirectional-auth", is_flag=True, help="require two-way TLS")
+@click.option("--dynamic-activation", is_flag=True, help="devices sign in with the ProductSecret")
+@click.option(
+    "--body",
+    metavar="JSON|@FILE",
+    callback=json_option,
+    help="more settings as JSON (or @FILE), EnOS field names",
+)
+@with_api
+def create(
+    api: Any,
+    name: str | None,
+    model: str | None,
+    device_type: str | None,
+    data_format: str | None,
+    network: str | None,
+    key: str | None,
+    desc: str | None,
+    bidirectional_auth: bool,
+    dynamic_activation: bool,
+    body: Any,
+) -> None:
+    settings: dict[str, Any] = dict(body or {})
     given = {
-        "productName": args.name,
-        "modelId": args.model,
-        "deviceType": args.type,
-        "dataFormat": args.format,
-        "networkMethod": args.network,
-        "productKey": args.key,
-        "productDesc": args.desc,
+        "productName": name,
+        "modelId": model,
+        "deviceType": device_type,
+        "dataFormat": data_format,
+        "networkMethod": network,
+        "productKey": key,
+        "productDesc": desc,
     }
-    body.update({k: v for k, v in given.items() if v is not None})
-    if args.bidirectional_auth:
-        body["biDirectionalAuth"] = True
-    if args.dynamic_activation:
-        body["dynamicActivateEnabled"] = True
-    print(api.call("products", "create", body))
-    return 0
+    settings.update({k: v for k, v in given.items() if v is not None})
+    if bidirectional_auth:
+        settings["biDirectionalAuth"] = True
+    if dynamic_activation:
+        settings["dynamicActivateEnabled"] = True
+    click.echo(api.call("products", "create", settings))
 
 
-def cmd_product_list(api: ApiClient, args: argparse.Namespace) -> int:
-    products = api.pages("products", "list")
+@product.command("list", help="List products.")
+@with_api
+def list_products(api: Any) -> None:
     rows = [
         (
             p["productKey"],
@@ -39,38 +73,15 @@ def cmd_product_list(api: ApiClient, args: argparse.Namespace) -> int:
             p["dataFormat"],
             p["modelId"],
         )
-        for p in products
+        for p in api.pages("products", "list")
     ]
     table(rows, ("PRODUCT KEY", "NAME", "TYPE", "FORMAT", "MODEL"))
-    return 0
 
 
-def cmd_product_show(api: ApiClient, args: argparse.Namespace) -> int:
-    product = api.call("products", "get", productKey=args.product_key)
-    product["statistics"] = api.call("statistics", "get", productKey=args.product_key)
-    print_json(product)
-    return 0
-
-
-def register(commands: Any) -> None:
-    product = commands.add_parser("product", help="manage products").add_subparsers(
-        dest="action", metavar="ACTION", required=True
-    )
-    create = api_parser(
-        product, "create", "create a product; prints its ProductKey", cmd_product_create
-    )
-    create.add_argument("--name", help="product name")
-    create.add_argument("--model", help="modelId of its thing model")
-    create.add_argument("--type", choices=("direct", "gateway", "subdevice"))
-    create.add_argument("--format", choices=("Json", "Custom"))
-    create.add_argument("--network", help="2G, 3G, 4G, 5G, Wi-Fi, NB-IoT or Bluetooth")
-    create.add_argument("--key", help="a fixed ProductKey (default: generated)")
-    create.add_argument("--desc", help="description")
-    create.add_argument("--bidirectional-auth", action="store_true", help="require two-way TLS")
-    create.add_argument("--dynamic-activation", action="store_true")
-    create.add_argument(
-        "--body", type=json_arg, help="more settings as JSON (or @FILE), EnOS field names"
-    )
-    api_parser(product, "list", "list products", cmd_product_list)
-    show = api_parser(product, "show", "show a product and its statistics", cmd_product_show)
-    show.add_argument("product_key", metavar="PRODUCT_KEY")
+@product.command(help="Show a product and its statistics.")
+@click.argument("product_key")
+@with_api
+def show(api: Any, product_key: str) -> None:
+    found = api.call("products", "get", productKey=product_key)
+    found["statistics"] = api.call("statistics", "get", productKey=product_key)
+    print_json(found)

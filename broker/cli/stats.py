@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from broker.cli.common import api_parser, print_json
-from broker.client import ApiClient
+import click
+
+from broker.cli.common import CONTEXT, print_json, with_api
 
 
-def cmd_stats(api: ApiClient, args: argparse.Namespace) -> int:
+@click.command(
+    context_settings=CONTEXT,
+    help="What the running broker has counted: connections, refusals, messages routed,"
+    " refused and dropped, rows written behind (admin).",
+)
+@with_api
+def stats(api: Any) -> None:
     print_json(api.call("broker", "stats"))
-    return 0
-
-
-def register(commands: Any) -> None:
-    api_parser(
-        commands,
-        "stats",
-        "what the running broker has counted: connections, refusals, messages routed,"
-        " refused and dropped, rows written behind (admin)",
-        cmd_stats,
-    )
