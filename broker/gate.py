@@ -4,6 +4,7 @@ the amqtt adapter calls. Everything here is plain Python on identities and bytes
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import time
@@ -59,6 +60,7 @@ class Gate:
         self.registry = registry
         self.config = config
         self.stats = GateStats()
+        self.refusals: collections.Counter[str] = collections.Counter()  # by reason
         self.cache = CredentialCache()
         self.limiter = ConnectGuard(
             config.connect_limit, config.sign_failure_limit, config.sign_max_age
@@ -119,6 +121,7 @@ class Gate:
         )
         if isinstance(decision, Refusal):
             self.stats.refused += 1
+            self.refusals[decision.reason] += 1
             if decision.announce:  # a block starts: said once, with its end, unthrottled
                 key = (decision.reason, decision.product_key, decision.device_key)
                 self._refusals_logged.pop(key, None)

@@ -22,7 +22,9 @@ import collections
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from registry import StorageUnavailable
 from registry.store import LatestRow, LogRow, PresenceRow, TelemetryStore
@@ -39,6 +41,7 @@ class WriterStats:
     failing: bool = False  # the last batch failed: the store cannot write now
     last_error: str = ""  # why the last failed batch failed
     failing_since: float | None = None  # epoch seconds
+    flush_seconds: float = 0.0  # spent committing batches (and telling the observers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,32 @@ class WriterConfig:
     log_keep: int = 100_000  # rows the device log keeps, newest first
     log_payload_max: int = 16 * 1024  # bytes of each payload the log keeps
     max_pending_log: int = 20_000  # log rows buffered between flushes
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A message for applications only, stored elsewhere (a command's result)."""
+
+    product_key: str
+    device_key: str
+    ts: int
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBatch:
+    """What one batch stored, for the application streams: every measurepoint value as
+    posted (not coalesced like `latest`), the device log rows, and the notes."""
+
+    points: Sequence[LatestRow]
+    log: Sequence[LogRow]
+    notes: Sequence[Note] = field(default_factory=tuple)
+
+
+# Awaited after a batch commits and before its senders are answered; raising
+# StorageUnavailable fails the batch's answers (the rows stay stored: at least once).
+BatchObserver = Callable[[CommittedBatch], Awaitable[None]]
 
 
 class WriteBehind:
@@ -64,6 +93,10 @@ class WriteBehind:
         self._next: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self.observers: list[BatchObserver] = []
+        # Kept only while somebody observes; bounded like the log.
+        self._points: collections.deque[LatestRow] = collections.deque()
+        self._notes: collections.deque[Note] = collections.deque()
 
     # -- what the broker loop calls: no I/O ----------------------------------------------
 
@@ -101,8 +134,23 @@ class WriteBehind:
     ) -> None:
         key = (product_key, device_key, identifier)
         held = self._latest.get(key)
+        row = (product_key, device_key, identifier, value, ts)
         if held is None or held[4] <= ts:
-            self._latest[key] = (product_key, device_key, identifier, value, ts)
+            self._latest[key] = row
+        if self.observers:
+            if len(self._points) >= self.config.max_pending_log:
+                self._points.popleft()
+                self.stats.dropped_log += 1
+            self._points.append(row)
+
+    def note(self, note: Note) -> None:
+        """A message for the observers of the next batch (no row of its own here)."""
+        if not self.observers:
+            return
+        if len(self._notes) >= self.config.max_pending_log:
+            self._notes.popleft()
+            self.stats.dropped_log += 1
+        self._notes.append(note)
 
     def committed(self) -> asyncio.Future[None]:
         """Done when every row buffered so far is stored; `StorageUnavailable` if not.
@@ -113,6 +161,11 @@ class WriteBehind:
             self._next = asyncio.get_running_loop().create_future()
         self._wake.set()
         return self._next
+
+    async def sync(self) -> None:
+        """Return once everything buffered before the call is stored (a barrier for
+        scripts and tests); `StorageUnavailable` if it cannot be."""
+        await asyncio.shield(self.committed())
 
     def forget(self, product_key: str, device_key: str) -> None:
         """Drop what is buffered for a device that has just been deleted."""
@@ -161,16 +214,21 @@ class WriteBehind:
             list(self._log),
             list(self._latest.values()),
         )
+        batch = CommittedBatch(list(self._points), log_rows, list(self._notes))
         done, self._next = self._next, None
         self._presence.clear()
         self._log.clear()
         self._latest.clear()
-        if not (presence or log_rows or latest):
+        self._points.clear()
+        self._notes.clear()
+        if not (presence or log_rows or latest or batch.notes):
             if done is not None:
                 done.set_result(None)
             return
+        started = time.monotonic()
         try:
             await self.store.write_behind(presence, log_rows, latest)
+            await self._tell(batch)
         except Exception as exc:
             failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
             self._failed(failure, len(presence) + len(log_rows) + len(latest))
@@ -185,6 +243,7 @@ class WriteBehind:
         if done is not None and not done.done():
             done.set_result(None)
         self._recovered()
+        self.stats.flush_seconds += time.monotonic() - started
         self.stats.flushes += 1
         self.stats.rows += len(presence) + len(log_rows) + len(latest)
         self._since_prune += len(log_rows)
@@ -194,6 +253,16 @@ class WriteBehind:
                 await self.store.prune_log(self.config.log_keep)
             except StorageUnavailable as exc:
                 log.warning("pruning the device log failed: %s", exc.msg)
+
+    async def _tell(self, batch: CommittedBatch) -> None:
+        for observer in self.observers:
+            try:
+                await observer(batch)
+            except StorageUnavailable:
+                raise
+            except Exception:
+                # A bug in a stream must not fail the devices' posts.
+                log.exception("an observer of the write-behind failed")
 
     def _failed(self, exc: StorageUnavailable, rows: int) -> None:
         self.stats.failures += 1

@@ -100,7 +100,7 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL,
         ts INTEGER NOT NULL,
         PRIMARY KEY (product_key, device_key, identifier)
-    ) WITHOUT ROWID;
+    );
     """,
     # 3: commands to devices (downlink), kept until they end, so a restart loses none
     """
@@ -152,6 +152,45 @@ MIGRATIONS: tuple[str, ...] = (
         content TEXT NOT NULL,
         version TEXT NOT NULL,
         updated_at INTEGER NOT NULL
+    );
+    """,
+    # 6: applications: data subscriptions with their retained messages and consumer
+    # groups' committed offsets, and webhooks
+    """
+    CREATE TABLE subscriptions (
+        sub_id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        product_keys TEXT NOT NULL,
+        kinds TEXT NOT NULL,
+        access_key TEXT NOT NULL UNIQUE,
+        access_secret TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE subscription_messages (
+        sub_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        pos INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        msg_key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (sub_id, part, pos)
+    );
+    CREATE TABLE subscription_offsets (
+        sub_id TEXT NOT NULL,
+        group_name TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        pos INTEGER NOT NULL,
+        PRIMARY KEY (sub_id, group_name, part)
+    );
+    CREATE TABLE webhooks (
+        webhook_id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        product_keys TEXT NOT NULL,
+        kinds TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at INTEGER NOT NULL
     );
     """,
 )

@@ -161,4 +161,43 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         updated_at BIGINT NOT NULL
     );
     """,
+    # 6: applications: data subscriptions with their retained messages and consumer
+    # groups' committed offsets, and webhooks
+    """
+    CREATE TABLE subscriptions (
+        sub_id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        product_keys TEXT NOT NULL,
+        kinds TEXT NOT NULL,
+        access_key TEXT NOT NULL UNIQUE,
+        access_secret TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE subscription_messages (
+        sub_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        pos BIGINT NOT NULL,
+        ts BIGINT NOT NULL,
+        msg_key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (sub_id, part, pos)
+    );
+    CREATE TABLE subscription_offsets (
+        sub_id TEXT NOT NULL,
+        group_name TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        pos BIGINT NOT NULL,
+        PRIMARY KEY (sub_id, group_name, part)
+    );
+    CREATE TABLE webhooks (
+        webhook_id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        product_keys TEXT NOT NULL,
+        kinds TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    """,
 )
