@@ -17,7 +17,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -87,8 +87,6 @@ class CommandService:
         # Custom products' scripts and codecs (the router's): set by the gate. Without
         # them every command goes as JSON, as to a Custom product with neither.
         self.payloads: PayloadCodecs | None = None
-        # Told of each command that ended, once stored (the application streams).
-        self.on_finished: Callable[[Command], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -387,8 +385,6 @@ class CommandService:
         ended = command.model_copy(update=update)
         self._forget(command)
         await self.registry.command_log.update_command(ended)
-        if self.on_finished is not None:
-            self.on_finished(ended)
         done = self._done.get(command.commandId)
         if done is not None and not done.done():
             done.set_result(ended)

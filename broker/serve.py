@@ -24,12 +24,10 @@ from broker.config import ServeConfig
 from broker.core import CoreLimits
 from broker.gate import Gate, GateConfig
 from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
-from broker.streams.runtime import Applications, ApplicationsConfig
-from broker.streams.subscriptions import RetentionConfig
 from broker.writer import WriterConfig
 from certs import CertificateAuthority
 from registry import Registry, SqliteStore, StorageUnavailable
-from registry.store.streams_sql import SqlStreamStore
+from registry.store.urls import store_for
 
 log = logging.getLogger("gatehouse")
 
@@ -67,18 +65,6 @@ def gate_config(config: ServeConfig) -> GateConfig:
     )
 
 
-def applications_config(config: ServeConfig) -> ApplicationsConfig:
-    """The application streams' settings, from serve's configuration."""
-    return ApplicationsConfig(
-        host=config.host,
-        subscribe_port=config.subscribe_port,
-        retention=RetentionConfig(
-            max_messages=config.subscription_retention,
-            max_age=config.subscription_max_age,
-        ),
-    )
-
-
 def event_loop(choice: str = "auto") -> asyncio.Runner:
     """A runner on uvloop where installed (measured: 17% to 56% more MQTT throughput)."""
     if choice == "asyncio":
@@ -108,14 +94,19 @@ def tune_gc() -> None:
 async def serve(config: ServeConfig) -> None:
     with _data_dir_errors():
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SqliteStore(config.data_dir / DATABASE_FILE)
+    # SQLite in the data directory unless another database is named.
+    store = (
+        store_for(config.database)
+        if config.database
+        else SqliteStore(config.data_dir / DATABASE_FILE)
+    )
     await store.open()
     try:
         registry = Registry(store, max_devices_per_product=config.max_devices_per_product)
         with _data_dir_errors():
             await first_organization(registry, config.data_dir)
         if config.provision_file is not None:
-            org = await store.admin_org()
+            org = await registry.admin_org()
             if org is None:
                 raise RuntimeError("the registry has no admin organisation to provision into")
             report = await provision.apply(registry, org, config.provision_file)
@@ -132,8 +123,6 @@ async def serve(config: ServeConfig) -> None:
         tls = TlsFiles(server_cert, server_key, ca_file)
         gate = Gate(registry, gate_config(config), load_codecs(dict(config.codecs)))
         await gate.start()
-        apps = Applications(SqlStreamStore(store), gate, applications_config(config))
-        await apps.start()
         tune_gc()
         mqtt = MqttBroker(
             MqttConfig(
@@ -163,9 +152,6 @@ async def serve(config: ServeConfig) -> None:
                     gate.commands,
                     gate.limiter,
                     max_body=config.max_api_body,
-                    streams=apps.hub,
-                    subscribe_port=config.subscribe_port,
-                    metrics=apps.metrics,
                 ),
                 host=config.host,
                 port=config.http_port,
@@ -185,22 +171,10 @@ async def serve(config: ServeConfig) -> None:
                 f" {exc.strerror or exc}"
             ) from None
         try:
-            await apps.listen()
-        except OSError as exc:
-            api_socket.close()
-            await gate.stop()
-            await apps.stop()
-            raise SystemExit(
-                f"gatehouse: cannot run the subscription server on {config.host}:"
-                f"{config.subscribe_port}: {exc.strerror or exc}"
-            ) from None
-        apps.metrics.sources.mqtt = mqtt
-        try:
             await mqtt.start()
         except Exception as exc:
             api_socket.close()
             await gate.stop()
-            await apps.stop()
             raise SystemExit(
                 f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}"
                 f"{f' (TLS on {config.mqtts_port})' if config.mqtts_port else ''}: {exc}"
@@ -211,7 +185,6 @@ async def serve(config: ServeConfig) -> None:
                 f"{f', MQTT over TLS on {config.mqtts_port}' if config.mqtts_port else ''}"
                 f"{' (anonymous clients allowed)' if config.allow_anonymous else ''},"
                 f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
-                f"{f' subscriptions on {config.subscribe_port},' if config.subscribe_port else ''}"
                 f" data in {config.data_dir.resolve()}",
                 file=sys.stderr,
                 flush=True,
@@ -227,7 +200,6 @@ async def serve(config: ServeConfig) -> None:
             # closed (wills sent, what it sent stored), and the write-behind is flushed.
             await mqtt.stop(DRAIN_TIMEOUT)
             await gate.stop()
-            await apps.stop()  # after the gate: its last batch has reached the streams
     finally:
         await store.close()
 
