@@ -103,10 +103,7 @@ class PostgresStore(SqlQueries):
         try:
             self._pool = await asyncpg.create_pool(
                 self._url,
-                # No floor to keep: asyncpg would reconnect to keep it in the background
-                # while the server is down (logging each failure); connections are made
-                # when calls need them, and idle ones close after a while.
-                min_size=0,
+                min_size=1,
                 max_size=self._pool_size,
                 timeout=self._timeout,
                 command_timeout=self._timeout * 3,
