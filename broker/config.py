@@ -33,6 +33,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     data_dir: Path = Path("gatehouse-data")
+    database: str | None = None  # sqlite:///PATH or postgresql://...; None: DATA_DIR's
     host: str = "127.0.0.1"
     http_port: int = 8080
     mqtt_port: int = 1883
@@ -179,6 +180,13 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", Path, "where the registry and credentials.json live", "DIR"),
+    Setting(
+        "database",
+        str,
+        "the registry's database: sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB"
+        " (a password in the URL, PGPASSWORD or ~/.pgpass); none: DATA_DIR/registry.db",
+        "URL",
+    ),
     Setting("host", str, "the address the broker and the API listen on", "ADDRESS"),
     Setting("http_port", _port, "the REST API's port", "PORT"),
     Setting("mqtt_port", _port, "the MQTT 3.1.1 port", "PORT"),

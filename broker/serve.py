@@ -27,6 +27,7 @@ from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
 from broker.writer import WriterConfig
 from certs import CertificateAuthority
 from registry import Registry, SqliteStore, StorageUnavailable
+from registry.store.urls import store_for
 
 log = logging.getLogger("gatehouse")
 
@@ -93,14 +94,19 @@ def tune_gc() -> None:
 async def serve(config: ServeConfig) -> None:
     with _data_dir_errors():
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SqliteStore(config.data_dir / DATABASE_FILE)
+    # SQLite in the data directory unless another database is named.
+    store = (
+        store_for(config.database)
+        if config.database
+        else SqliteStore(config.data_dir / DATABASE_FILE)
+    )
     await store.open()
     try:
         registry = Registry(store, max_devices_per_product=config.max_devices_per_product)
         with _data_dir_errors():
             await first_organization(registry, config.data_dir)
         if config.provision_file is not None:
-            org = await store.admin_org()
+            org = await registry.admin_org()
             if org is None:
                 raise RuntimeError("the registry has no admin organisation to provision into")
             report = await provision.apply(registry, org, config.provision_file)

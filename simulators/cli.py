@@ -1,209 +1,138 @@
-"""`gatehouse load` and `gatehouse sim`: loaded by `broker.cli` only when asked."""
+"""`gatehouse load` and `gatehouse sim`: loaded by `broker.cli` only when asked.
+
+Both find the platform by `--url` (or GATEHOUSE_URL), as every other command does,
+and its MQTT endpoint on the same host unless `--mqtt-host` says otherwise.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import csv
+import io
 import logging
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from broker.protocol.credentials_file import read_credentials
 from broker.protocol.scripts import ScriptError
 from simulators.device import CONNECT_ATTEMPTS, ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
-from simulators.load import LoadConfig, run_workers
+from simulators.load import LoadConfig, LoadReport, merge, run_workers, shard_of
 from simulators.platform import OrgCredentials, Platform, PlatformError
 from simulators.raw import RawFrames
 from simulators.refusals import RefusalReasons
 from simulators.scenario import ScenarioError, load_scenario
+from simulators.thresholds import ThresholdError, Thresholds
 from simulators.values import ModelValues
 
 MAX_DURATION = 86_400.0
+THRESHOLDS_FAILED = 3  # the exit code of a run that missed a --fail-if condition
+CONTEXT = {
+    "show_default": True,
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+    "terminal_width": 100,
+}
+POSITIVE = click.FloatRange(0, MAX_DURATION * 1000, min_open=True)
+COUNT = click.IntRange(0, 1_000_000)
+SHARE = click.FloatRange(0, 1)
+FILE = click.Path(dir_okay=False, path_type=Path)
+EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= MAX_DURATION * 1000:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
+class Failure(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        click.echo(f"gatehouse: {self.format_message()}", err=True)
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be 0 to 1,000,000, not {text}")
-    return value
+def _platform_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the platform is: its API, its MQTT endpoint, and the credentials."""
+    for option in (
+        click.option(
+            "--data-dir",
+            envvar="GATEHOUSE_DATA_DIR",
+            show_envvar=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("gatehouse-data"),
+            help="where credentials.json is, when GATEHOUSE_ACCESS_KEY and _SECRET are not set",
+        ),
+        click.option(
+            "--mqtt-port",
+            type=click.IntRange(1, 65_535),
+            help="the MQTT port  [default: 1883, or 8883 with TLS]",
+        ),
+        click.option("--mqtt-host", help="the MQTT host  [default: the --url's host]"),
+        click.option(
+            "--url",
+            envvar="GATEHOUSE_URL",
+            show_envvar=True,
+            default="http://127.0.0.1:8080",
+            help="the platform's API",
+        ),
+    ):
+        func = option(func)
+    return func
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, not {text}")
-    return value
+def _endpoint(url: str, host: str | None, port: int | None, tls: bool) -> tuple[str, int]:
+    found = urlsplit(url)
+    if found.scheme not in ("http", "https") or not found.hostname:
+        raise click.BadParameter(f"{url!r} is not an http(s):// address", param_hint="--url")
+    return host or found.hostname, port or (8883 if tls else 1883)
 
 
-def _attempts(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be 1 to 100, not {text}")
-    return value
+def _credentials(data_dir: Path) -> OrgCredentials:
+    try:
+        return OrgCredentials.find(data_dir)
+    except PlatformError as exc:
+        raise Failure(str(exc)) from None
 
 
-def _connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="the platform's address")
-    parser.add_argument("--mqtt-port", type=int, default=1883)
-    parser.add_argument("--http-port", type=int, default=8080, help="its REST API's port")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("gatehouse-data"),
-        help="where credentials.json is, when the environment has none",
-    )
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int]:
+    if value is None:
+        return (1, 1)
+    k, _, n = value.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not K/N, e.g. 2/4") from None
+    if not 1 <= shard[0] <= shard[1] <= 1000:
+        raise click.BadParameter(f"{value!r}: K must be 1 to N")
+    return shard
 
 
-def _platform(args: argparse.Namespace) -> Platform:
-    return Platform(f"http://{args.host}:{args.http_port}", OrgCredentials.find(args.data_dir))
+def _thresholds(ctx: click.Context, param: click.Parameter, value: str | None) -> Thresholds:
+    try:
+        return Thresholds.parse(value or "")
+    except ThresholdError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatehouse", description="Simulated devices and load.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    load = commands.add_parser(
-        "load",
-        help="provision devices, connect them at a ramp, publish at a rate, report",
-        description="Provision devices through the API, connect them at --ramp CONNECTs a"
-        " second, publish measurepoint posts at --rate a second (all devices together) for"
-        " --duration seconds, and report connects, failures by reason, replies and latency"
-        " percentiles, and the runner's own CPU. Organisation credentials come from"
-        " GATEHOUSE_ORG_ID, GATEHOUSE_ACCESS_KEY and GATEHOUSE_ACCESS_SECRET (or"
-        " --data-dir). Ctrl-C stops it with the report so far.",
-    )
-    load.add_argument("--devices", type=_count, default=100, help="directly connected devices")
-    load.add_argument("--gateways", type=_count, default=0)
-    load.add_argument("--subdevices-per-gateway", type=_count, default=0)
-    load.add_argument("--rate", type=_positive, default=100.0, help="posts a second, in all")
-    load.add_argument("--duration", type=_positive, default=10.0, help="seconds of posting")
-    load.add_argument("--ramp", type=_positive, default=500.0, help="CONNECTs a second")
-    load.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    load.add_argument(
-        "--dialect",
-        choices=("enos", "alink"),
-        default="enos",
-        help="how the devices sign in and post (gateways speak EnOS)",
-    )
-    load.add_argument(
-        "--wrong-secret-share",
-        type=_share,
-        default=0.0,
-        help="the share of devices that sign with a wrong secret (refusals)",
-    )
-    load.add_argument(
-        "--bad-value-share",
-        type=_share,
-        default=0.0,
-        help="the share of posts with a value outside the model (460 replies)",
-    )
-    load.add_argument(
-        "--malformed-share",
-        type=_share,
-        default=0.0,
-        help="the share of posts that are not JSON (6207 replies)",
-    )
-    load.add_argument(
-        "--reconnect-storm-share",
-        type=_share,
-        default=0.0,
-        help="the share of devices that reconnect at once, again and again",
-    )
-    load.add_argument(
-        "--scenario",
-        type=Path,
-        help="a TOML or JSON file of these settings and bad behaviour;"
-        " options given on the command line win",
-    )
-    load.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes to spread the devices and the rate over (default 1)",
-    )
-    load.add_argument(
-        "--credentials",
-        type=Path,
-        help="use the devices of this file (from `gatehouse device export`,"
-        " .csv or .json) instead of creating new ones",
-    )
-    load.add_argument("--report", type=Path, help="also write the report here as JSON")
-    load.add_argument("--no-progress", action="store_true", help="no live progress line")
-    _connection_args(load)
-    load.set_defaults(func=cmd_load)
-
-    sim = commands.add_parser("sim", help="run one simulated device or gateway").add_subparsers(
-        dest="kind", metavar="KIND", required=True
-    )
-    for kind in ("device", "gateway"):
-        one = sim.add_parser(
-            kind,
-            help=f"a simulated {kind}: posts values from its thing model, answers commands",
-        )
-        one.add_argument("--product", required=True, help="ProductKey")
-        one.add_argument("--key", required=True, help="DeviceKey")
-        one.add_argument(
-            "--secret", required=True, help="DeviceSecret (or the ProductSecret with --activate)"
-        )
-        one.add_argument("--rate", type=_positive, default=1.0, help="posts a second")
-        one.add_argument("--duration", type=_positive, default=60.0, help="seconds to run")
-        one.add_argument("--qos", type=int, choices=(0, 1), default=1)
-        one.add_argument(
-            "--dialect",
-            choices=("enos", "alink"),
-            default="enos",
-            help="sign in and post as the EnOS SDK or as linkkit does",
-        )
-        one.add_argument(
-            "--max-attempts",
-            type=_attempts,
-            default=CONNECT_ATTEMPTS,
-            help="CONNECT attempts before giving up, 1, 2, 4 ... seconds apart"
-            f" (default {CONNECT_ATTEMPTS}, EnOS's burst: more CONNECTs within 2 minutes"
-            " block the device for 5)",
-        )
-        one.add_argument("--ca", type=Path, help="connect over TLS, trusting this CA (PEM)")
-        one.add_argument("--cert", type=Path, help="a client certificate (PEM), with --key-file")
-        one.add_argument("--key-file", type=Path, help="the client certificate's key (PEM)")
-        if kind == "device":
-            one.add_argument(
-                "--payload-script",
-                type=Path,
-                help="speak Custom: post and answer as this script's frames (deviceToRaw,"
-                " rawToDevice; see examples/th_frame/device.js) on model/up_raw, down_raw",
-            )
-            one.add_argument(
-                "--activate",
-                action="store_true",
-                help="dynamic activation: sign with the ProductSecret",
-            )
-        else:
-            one.add_argument("--subdevice-product", required=True, help="their ProductKey")
-            one.add_argument(
-                "--subdevices",
-                type=_count,
-                default=10,
-                help="sub-devices to register, add and log in",
-            )
-        _connection_args(one)
-        one.set_defaults(func=cmd_sim)
-    return parser
+    try:
+        return version("gatehouse")
+    except PackageNotFoundError:
+        return "unknown"
 
 
+LOAD_HELP = (
+    "Provision devices through the API, connect them at --ramp CONNECTs a second, publish"
+    " measurepoint posts at --rate a second (all devices together) for --duration seconds,"
+    " and report connects and their latency, failures by reason, replies, latency"
+    " percentiles (HDR histograms) and the runner's own CPU. Ctrl-C stops it with the"
+    " report so far. Exit codes: 0 done, 1 interrupted or stopped early, 3 a --fail-if"
+    " condition met."
+)
 LOAD_OPTIONS = (
     "devices",
     "gateways",
@@ -219,69 +148,297 @@ LOAD_OPTIONS = (
 )
 
 
-def cmd_load(args: argparse.Namespace) -> int:
+@click.group(
+    "load", context_settings=CONTEXT, invoke_without_command=True, help=LOAD_HELP,
+    short_help="Put simulated devices on the wire at a rate and report.",
+)  # fmt: skip
+@click.option("--devices", type=COUNT, default=100, help="directly connected devices")
+@click.option("--gateways", type=COUNT, default=0, help="gateways (EnOS)")
+@click.option("--subdevices-per-gateway", type=COUNT, default=0, help="sub-devices of each")
+@click.option("--rate", type=POSITIVE, default=100.0, help="posts a second, in all")
+@click.option("--duration", type=POSITIVE, default=10.0, help="seconds of posting")
+@click.option("--ramp", type=POSITIVE, default=500.0, help="CONNECTs a second")
+@click.option("--qos", type=click.IntRange(0, 1), default=1, help="of the posts")
+@click.option(
+    "--dialect",
+    type=click.Choice(("enos", "alink")),
+    default="enos",
+    help="how the devices sign in and post",
+)
+@click.option(
+    "--wrong-secret-share", type=SHARE, default=0.0, help="devices signing with a wrong secret"
+)
+@click.option("--bad-value-share", type=SHARE, default=0.0, help="posts outside the model (460)")
+@click.option("--malformed-share", type=SHARE, default=0.0, help="posts not JSON (6207)")
+@click.option(
+    "--reconnect-storm-share", type=SHARE, default=0.0, help="devices reconnecting at once"
+)
+@click.option(
+    "--scenario",
+    type=EXISTING,
+    help="a TOML or JSON file of these settings and bad behaviour; the command line wins",
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, help="processes to use")
+@click.option(
+    "--shard",
+    callback=_shard,
+    metavar="K/N",
+    help="run only part K of N of the fleet (devices, rate, ramp, a credentials file's rows),"
+    " for N runners or machines with no overlap; merge their reports with `load merge`",
+)
+@click.option(
+    "--credentials",
+    type=EXISTING,
+    help="use the devices of this file (from `gatehouse device export`) instead of new ones",
+)
+@click.option("--cleanup", is_flag=True, help="delete what the run provisioned, at its end")
+@click.option("--tls", is_flag=True, help="MQTT over TLS")
+@click.option("--ca", type=EXISTING, help="the CA (PEM) to trust with --tls  [default: system's]")
+@click.option("--report", type=FILE, help="also write the report here as JSON")
+@click.option(
+    "--series",
+    type=FILE,
+    help="write one row per second (t, connected, sent, replied, errors, p50, p99): CSV for"
+    " a .csv name, else JSON lines",
+)
+@click.option(
+    "--fail-if",
+    callback=_thresholds,
+    metavar="CONDITIONS",
+    help='exit 3 when any is met, e.g. "p99>50ms,error_rate>0.1%,connected<100%"'
+    " (p50 p90 p99 max, connect_p99 ..., error_rate, connected, sent_per_s, connects_per_s)",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="a live progress line on stderr  [default: when stderr is a terminal]",
+)
+@_platform_options
+@click.pass_context
+def load(ctx: click.Context, /, **options: Any) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        code = _run_load(ctx, options)
+    except (PlatformError, ScenarioError) as exc:
+        raise Failure(str(exc)) from None
+    raise click.exceptions.Exit(code)
+
+
+def _run_load(ctx: click.Context, o: dict[str, Any]) -> int:
     settings: dict[str, Any] = {}
-    if args.scenario is not None:
-        settings.update(load_scenario(args.scenario).settings())
-    defaults = build_parser().parse_args(["load"])
+    if o["scenario"] is not None:
+        settings.update(load_scenario(o["scenario"]).settings())
     for name in LOAD_OPTIONS:
-        if name not in settings or getattr(args, name) != getattr(defaults, name):
-            settings[name] = getattr(args, name)
-    if not 1 <= args.workers <= 64:
-        raise ScenarioError("--workers must be 1 to 64")
+        if name not in settings or ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            settings[name] = o[name]
     exported: tuple[DeviceCredentials, ...] = ()
-    if args.credentials is not None:
+    if o["credentials"] is not None:
         try:
-            rows = read_credentials(args.credentials)
+            rows = read_credentials(o["credentials"])
             exported = tuple(
                 DeviceCredentials(r["productKey"], r["deviceKey"], r["deviceSecret"]) for r in rows
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ScenarioError(f"cannot read credentials from {args.credentials}: {exc}") from None
-        settings["devices"] = (
-            min(settings["devices"], len(exported)) if "devices" in settings else len(exported)
-        )
+            raise ScenarioError(f"cannot read credentials from {o['credentials']}: {exc}") from None
+        settings["devices"] = min(settings["devices"], len(exported))
+    host, port = _endpoint(o["url"], o["mqtt_host"], o["mqtt_port"], o["tls"])
+    progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
     config = LoadConfig(
-        dialect=args.dialect,
+        dialect=o["dialect"],
         credentials=exported,
-        host=args.host,
-        mqtt_port=args.mqtt_port,
-        progress=not args.no_progress and args.workers == 1,
+        host=host,
+        mqtt_port=port,
+        progress=progress and o["workers"] == 1,
+        tls=o["tls"] or o["ca"] is not None,
+        ca_file=str(o["ca"] or ""),
+        cleanup=o["cleanup"],
+        shard=o["shard"],
         **settings,
     )
-    url = f"http://{args.host}:{args.http_port}"
-    report = run_workers(url, OrgCredentials.find(args.data_dir), config, args.workers)
-    if config.progress:
-        print(file=sys.stderr)
-    print(report.table())
-    if args.report is not None:
-        args.report.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
-    return 1 if report.interrupted or report.stopped else 0
+    k, n = o["shard"]
+    if n > 1:
+        config = shard_of(config, k - 1, n)
+    report = run_workers(o["url"], _credentials(o["data_dir"]), config, o["workers"])
+    report.gatehouse_version = _version()
+    report.settings["url"] = o["url"]
+    return _finish(report, o["report"], o["series"], o["fail_if"])
 
 
-def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if args.ca is None:
-        return None
-    context = ssl.create_default_context(cafile=str(args.ca))
-    if args.cert is not None:
-        context.load_cert_chain(str(args.cert), str(args.key_file))
-    return context
+def _finish(report: LoadReport, out: Path | None, series: Path | None, fail: Thresholds) -> int:
+    click.echo(report.table())
+    if out is not None:
+        out.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+    if series is not None:
+        write_series(series, report.series)
+    failed = fail.failed(report)
+    for said in failed:
+        click.echo(f"gatehouse: failed --fail-if {said}", err=True)
+    if report.interrupted or report.stopped:
+        return 1
+    return THRESHOLDS_FAILED if failed else 0
 
 
-def cmd_sim(args: argparse.Namespace) -> int:
-    platform = _platform(args)
+SERIES_COLUMNS = ("t", "connected", "sent", "replied", "errors", "p50", "p99")
+
+
+def write_series(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    if path.suffix == ".csv":
+        text = io.StringIO()
+        writer = csv.DictWriter(text, SERIES_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        path.write_text(text.getvalue())
+    else:
+        path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+
+
+def _read_report(path: Path) -> LoadReport:
     try:
-        tsl = platform.thing_model(args.product)
+        data = orjson.loads(path.read_bytes())
+        return LoadReport.from_dict(data)
+    except (OSError, orjson.JSONDecodeError, TypeError) as exc:
+        raise Failure(f"{path}: not a load report: {exc}") from None
+
+
+@load.command(
+    "report",
+    context_settings=CONTEXT,
+    help="Print a load report written with --report; with --html, draw it as an HTML page"
+    " (throughput and latency over time, as inline SVG: no plotting library needed).",
+)
+@click.argument("file", type=EXISTING)
+@click.option("--html", "html_out", type=FILE, help="write the HTML page here")
+@click.option("--fail-if", callback=_thresholds, metavar="CONDITIONS", help="as for load")
+def report_command(file: Path, html_out: Path | None, fail_if: Thresholds) -> None:
+    report = _read_report(file)
+    table = report.table()
+    click.echo(table)
+    if html_out is not None:
+        from simulators.report_html import render
+
+        html_out.write_text(render(report.as_dict(), table))
+    failed = fail_if.failed(report)
+    for said in failed:
+        click.echo(f"gatehouse: failed --fail-if {said}", err=True)
+    if failed:
+        raise click.exceptions.Exit(THRESHOLDS_FAILED)
+
+
+@load.command(
+    "merge",
+    context_settings=CONTEXT,
+    help="Merge the reports of shards, workers or machines into one: counts added up,"
+    " percentiles exact from their histograms.",
+)
+@click.argument("files", nargs=-1, required=True, type=EXISTING)
+@click.option("--report", "out", type=FILE, help="write the merged report here as JSON")
+@click.option("--series", type=FILE, help="write the merged series here (.csv or JSON lines)")
+@click.option("--fail-if", callback=_thresholds, metavar="CONDITIONS", help="as for load")
+def merge_command(
+    files: tuple[Path, ...], out: Path | None, series: Path | None, fail_if: Thresholds
+) -> None:
+    merged = merge([_read_report(f) for f in files])
+    raise click.exceptions.Exit(_finish(merged, out, series, fail_if))
+
+
+# ---------------------------------------------------------------------------- sim
+
+
+@click.group(context_settings=CONTEXT, help="Run one simulated device or gateway.")
+def sim() -> None:
+    pass
+
+
+def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in (
+        click.option("-v", "--verbose", is_flag=True, help="print each packet sent and received"),
+        click.option("--key-file", type=EXISTING, help="the client certificate's key (PEM)"),
+        click.option("--cert", type=EXISTING, help="a client certificate (PEM), with --key-file"),
+        click.option("--ca", type=EXISTING, help="connect over TLS, trusting this CA (PEM)"),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 100),
+            default=CONNECT_ATTEMPTS,
+            help="CONNECT attempts before giving up, 1, 2, 4 ... seconds apart (EnOS's burst:"
+            " more CONNECTs within 2 minutes block the device for 5)",
+        ),
+        click.option(
+            "--dialect",
+            type=click.Choice(("enos", "alink")),
+            default="enos",
+            help="sign in and post as the EnOS SDK or as linkkit does",
+        ),
+        click.option("--qos", type=click.IntRange(0, 1), default=1, help="of the posts"),
+        click.option("--duration", type=POSITIVE, default=60.0, help="seconds to run"),
+        click.option("--rate", type=POSITIVE, default=1.0, help="posts a second"),
+        click.option(
+            "--secret",
+            required=True,
+            help="DeviceSecret (or the ProductSecret with --activate)",
+        ),
+        click.option("--key", required=True, help="DeviceKey"),
+        click.option("--product", required=True, help="ProductKey"),
+    ):
+        func = option(func)
+    return _platform_options(func)
+
+
+@sim.command(
+    context_settings=CONTEXT,
+    help="A simulated device: posts values from its thing model, answers commands.",
+)
+@_sim_options
+@click.option(
+    "--payload-script",
+    type=EXISTING,
+    help="speak Custom: post and answer as this script's frames (deviceToRaw, rawToDevice;"
+    " see examples/th_frame/device.js) on model/up_raw, down_raw",
+)
+@click.option("--activate", is_flag=True, help="dynamic activation: sign with the ProductSecret")
+def device(**options: Any) -> None:
+    raise click.exceptions.Exit(_sim("device", options))
+
+
+@sim.command(
+    context_settings=CONTEXT,
+    help="A simulated gateway: registers, adds and logs in sub-devices, posts for them.",
+)
+@_sim_options
+@click.option("--subdevice-product", required=True, help="the sub-devices' ProductKey")
+@click.option("--subdevices", type=COUNT, default=10, help="sub-devices to register and log in")
+def gateway(**options: Any) -> None:
+    raise click.exceptions.Exit(_sim("gateway", options))
+
+
+def _sim(kind: str, o: dict[str, Any]) -> int:
+    # gmqtt logs every refused CONNACK at INFO: the simulator says why instead.
+    logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
+    host, port = _endpoint(o["url"], o["mqtt_host"], o["mqtt_port"], o["ca"] is not None)
+    platform = Platform(o["url"], _credentials(o["data_dir"]))
+    try:
+        tsl = platform.thing_model(o["product"])
         subs: list[DeviceCredentials] = []
-        if args.kind == "gateway" and args.subdevices:
-            keys = [f"{args.key}-sub{i:04d}" for i in range(args.subdevices)]
-            subs = platform.create_devices(args.subdevice_product, keys, "s")
-            platform.add_subdevices(DeviceCredentials(args.product, args.key, args.secret), subs)
+        if kind == "gateway" and o["subdevices"]:
+            keys = [f"{o['key']}-sub{i:04d}" for i in range(o["subdevices"])]
+            subs = platform.create_devices(o["subdevice_product"], keys, "s")
+            platform.add_subdevices(DeviceCredentials(o["product"], o["key"], o["secret"]), subs)
         # Kept open: a refused CONNECT's reason is read from the device's log.
-        reasons = RefusalReasons(platform, args.product, args.key)
-        return asyncio.run(_simulate(args, tsl, subs, reasons))
+        reasons = RefusalReasons(platform, o["product"], o["key"])
+        return asyncio.run(_simulate(kind, o, host, port, tsl, subs, reasons))
+    except (PlatformError, ScenarioError) as exc:
+        raise Failure(str(exc)) from None
     finally:
         platform.close()
+
+
+def _tls(o: dict[str, Any]) -> ssl.SSLContext | None:
+    if o["ca"] is None:
+        return None
+    context = ssl.create_default_context(cafile=str(o["ca"]))
+    if o["cert"] is not None:
+        context.load_cert_chain(str(o["cert"]), str(o["key_file"]))
+    return context
 
 
 def _raw_frames(path: Path | None) -> RawFrames | None:
@@ -296,6 +453,12 @@ def _raw_frames(path: Path | None) -> RawFrames | None:
         raise ScenarioError(f"--payload-script {path}: {exc.message}") from None
 
 
+def _print_packet(direction: str, topic: str, payload: bytes) -> None:
+    arrow = ">" if direction == "sent" else "<"
+    shown = payload.decode(errors="backslashreplace")
+    click.echo(f"{arrow} {topic} {shown}", err=True)
+
+
 async def _connect(device: SimDevice, attempts: int, reasons: RefusalReasons) -> bool:
     """Connect within `attempts`, saying on stderr why each attempt failed."""
     await reasons.start()
@@ -306,7 +469,7 @@ async def _connect(device: SimDevice, attempts: int, reasons: RefusalReasons) ->
             said = f"; the platform says: {why}" if why else ""
             line = f"CONNECT {attempt} of {attempts} refused: CONNACK {error.code}{said}"
         else:
-            line = f"CONNECT {attempt} of {attempts} failed: {error}"
+            line = f"CONNECT {attempt} of {attempts} to {device.host}:{device.port} failed: {error}"
         print(f"gatehouse: {line}", file=sys.stderr, flush=True)
 
     try:
@@ -319,90 +482,59 @@ async def _connect(device: SimDevice, attempts: int, reasons: RefusalReasons) ->
 
 
 async def _simulate(
-    args: argparse.Namespace,
+    kind: str,
+    o: dict[str, Any],
+    host: str,
+    port: int,
     tsl: dict[str, object],
     subs: list[DeviceCredentials],
     reasons: RefusalReasons,
 ) -> int:
     creds = DeviceCredentials(
-        args.product, args.key, args.secret, getattr(args, "activate", False), args.dialect
+        o["product"], o["key"], o["secret"], bool(o.get("activate")), o["dialect"]
     )
-    device: SimDevice
-    if args.kind == "gateway":
-        device = SimGateway(creds, subs, args.host, args.mqtt_port, tls=_tls(args))
+    verbose = _print_packet if o["verbose"] else None
+    sim_device: SimDevice
+    if kind == "gateway":
+        sim_device = SimGateway(creds, subs, host, port, tls=_tls(o), verbose=verbose)
     else:
-        device = SimDevice(
+        sim_device = SimDevice(
             creds,
-            args.host,
-            args.mqtt_port,
-            tls=_tls(args),
+            host,
+            port,
+            tls=_tls(o),
             on_secret=lambda secret: print(f"activated: DeviceSecret {secret}", flush=True),
-            raw=_raw_frames(args.payload_script),
+            raw=_raw_frames(o["payload_script"]),
+            verbose=verbose,
         )
     values = ModelValues(tsl)
-    if not await _connect(device, args.max_attempts, reasons):
+    if not await _connect(sim_device, o["max_attempts"], reasons):
         return 1
     targets: list[DeviceCredentials | None] = [None]
-    if isinstance(device, SimGateway):
-        await device.login_all()
+    if isinstance(sim_device, SimGateway):
+        await sim_device.login_all()
         targets = [*subs] or [None]
     loop = asyncio.get_running_loop()
-    stop_at = loop.time() + args.duration
+    stop_at = loop.time() + o["duration"]
     try:
-        for n in range(int(args.duration * args.rate)):
+        for n in range(int(o["duration"] * o["rate"])):
             if loop.time() > stop_at:
                 break
             sub = targets[n % len(targets)]
-            reply = await device.post(
+            reply = await sim_device.post(
                 values.next(),
-                qos=args.qos,
+                qos=o["qos"],
                 product_key=sub.product_key if sub else "",
                 device_key=sub.device_key if sub else "",
             )
             print(orjson.dumps(reply).decode() if reply is not None else "no reply", flush=True)
-            await asyncio.sleep(1 / args.rate)
+            await asyncio.sleep(1 / o["rate"])
     finally:
-        await device.close()
-    stats = device.stats
+        await sim_device.close()
+    stats = sim_device.stats
     print(
         f"sent {stats.sent}, replied {stats.replied}, faults {stats.faults},"
         f" commands answered {stats.commands}",
         file=sys.stderr,
     )
     return 0
-
-
-def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
-    # gmqtt logs every refused CONNACK at INFO: the report counts them instead.
-    logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
-    try:
-        result: int = args.func(args)
-    except (PlatformError, ScenarioError) as exc:
-        print(f"gatehouse: {exc}", file=sys.stderr)
-        return 1
-    return result
-
-
-# The `gatehouse` dispatcher (click) hands these two their arguments as they came.
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
-
-
-@click.command(
-    context_settings=_PASS_THROUGH,
-    add_help_option=False,
-    help="Put simulated devices on the wire at a rate and report.",
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def load(args: tuple[str, ...]) -> None:
-    raise click.exceptions.Exit(main(["load", *args]))
-
-
-@click.command(
-    context_settings=_PASS_THROUGH,
-    add_help_option=False,
-    help="Run one simulated device or gateway.",
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def sim(args: tuple[str, ...]) -> None:
-    raise click.exceptions.Exit(main(["sim", *args]))

@@ -88,8 +88,14 @@ class SimDevice:
         on_service: ServiceHandler = echo_service,
         on_secret: Callable[[str], None] | None = None,
         raw: RawFrames | None = None,
+        on_latency: Callable[[float], None] | None = None,
+        verbose: Callable[[str, str, bytes], None] | None = None,
     ) -> None:
         self.creds = creds
+        # Where reply latencies (ms) go; without it they are kept in stats.latencies_ms.
+        self.on_latency = on_latency
+        # Told of each packet sent and received: ("sent" or "received", topic, payload).
+        self.verbose = verbose
         self.raw = raw  # Custom format: posts and replies go as the script's frames
         self.host, self.port, self.tls, self.keepalive = host, port, tls, keepalive
         self.on_service = on_service
@@ -190,6 +196,8 @@ class SimDevice:
             raise ConnectionError("not connected")
         self._mqtt.publish(topic, payload, qos=qos)
         self.stats.sent += 1
+        if self.verbose is not None:
+            self.verbose("sent", topic, payload)
 
     async def request(
         self,
@@ -297,7 +305,11 @@ class SimDevice:
         return reply
 
     def _count_reply(self, reply: Mapping[str, Any], started: float) -> None:
-        self.stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if self.on_latency is not None:
+            self.on_latency(elapsed_ms)
+        else:
+            self.stats.latencies_ms.append(elapsed_ms)
         self.stats.replied += 1
         code = str(reply.get("code"))
         self.stats.reply_codes[code] = self.stats.reply_codes.get(code, 0) + 1
@@ -328,6 +340,8 @@ class SimDevice:
     # -- what arrives -------------------------------------------------------------------------
 
     def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        if self.verbose is not None:
+            self.verbose("received", topic, payload)
         if self.raw is not None and topic.endswith((RAW_UP + REPLY_SUFFIX, RAW_DOWN)):
             self._on_raw(topic, payload)
             return 0

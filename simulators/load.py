@@ -3,25 +3,30 @@ publish measurepoint posts at a given aggregate rate, and report what it measure
 
 Everything is bounded: the connect phase by a deadline, the publish phase by its
 duration (it ends early, saying so, when no device is left connected), the posts in
-flight by `max_in_flight`. Ctrl-C stops it with the report of what was done so far.
+flight by `max_in_flight`, the latencies by HDR histograms (`simulators.latency`).
+Ctrl-C stops it with the report of what was done so far. A report carries its
+histograms, every setting of the run and a row per interval (`series`), so reports of
+several workers, shards or machines merge exactly (`merge`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import ssl
 import sys
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Coroutine
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from simulators.device import ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
-from simulators.platform import OrgCredentials, Platform
+from simulators.latency import Latency
+from simulators.platform import OrgCredentials, Platform, PlatformError
 from simulators.values import ModelValues
 
 LOAD_MODEL = "gatehouse-load"
@@ -38,7 +43,8 @@ LOAD_TSL = {
     ]
 }
 CONNECTS_IN_FLIGHT = 100
-MAX_SAMPLES = 500_000  # latencies a worker hands back for the merged percentiles
+REASONS_ASKED = 50  # refused devices whose reason is read from the platform's log
+CLEANUP_THREADS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,41 @@ class LoadConfig:
     # Devices exported by `gatehouse device export` to use instead of new ones.
     credentials: tuple[DeviceCredentials, ...] = ()
     dialect: str = "enos"  # how the directly connected devices sign in and post
+    tls: bool = False  # MQTT over TLS
+    ca_file: str = ""  # the CA to trust with `tls` (else the system's)
+    cleanup: bool = False  # delete what the run provisioned, at its end
+    series_interval: float = 1.0  # seconds a row of the time series covers
+    shard: tuple[int, int] = (1, 1)  # this runner is shard K of N
+    run_id: str = ""  # the tag of what the run provisions; one per run, for its workers
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting of the run, for the report (the devices' count, not secrets)."""
+        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "credentials"}
+        found["credentials"] = len(self.credentials)
+        found["shard"] = f"{self.shard[0]}/{self.shard[1]}"
+        return found
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file or None)
+
+
+def shard_of(config: LoadConfig, index: int, count: int) -> LoadConfig:
+    """The `index`-th (from 0) of `count` equal parts of a run: its devices, gateways,
+    rate and ramp, and every count-th row of a credentials file, so parts never overlap."""
+
+    def share(total: int) -> int:
+        return total // count + (1 if index < total % count else 0)
+
+    return replace(
+        config,
+        devices=share(config.devices),
+        credentials=config.credentials[index::count],
+        gateways=share(config.gateways),
+        rate=config.rate / count,
+        ramp=config.ramp / count,
+    )
 
 
 @dataclass(slots=True)
@@ -73,7 +114,9 @@ class LoadReport:
     connected: int = 0
     connect_seconds: float = 0.0
     connects_per_s: float = 0.0
+    connect_latency_ms: dict[str, float] = field(default_factory=dict)  # CONNECT to CONNACK
     failures: dict[str, int] = field(default_factory=dict)  # connect failures by reason
+    refusal_reasons: dict[str, int] = field(default_factory=dict)  # the platform's words
     sent: int = 0
     replied: int = 0
     unanswered: int = 0
@@ -86,54 +129,64 @@ class LoadReport:
     workers: int = 1
     interrupted: bool = False
     stopped: str = ""  # why the posting ended before --duration, if it did
-    samples: list[float] = field(default_factory=list, repr=False)  # latencies, for merging
+    cleaned_up: str = ""  # what --cleanup deleted, or why it could not
+    settings: dict[str, Any] = field(default_factory=dict)
+    gatehouse_version: str = ""  # of the runner
+    shards: list[str] = field(default_factory=list)  # the K/N of each merged report
+    series: list[dict[str, Any]] = field(default_factory=list)  # a row per interval
+    histograms: dict[str, str] = field(default_factory=dict)  # encoded, for merging
+
+    @property
+    def error_rate(self) -> float:
+        """The share of posts sent that got no 200 reply (unanswered, or another code)."""
+        if not self.sent:
+            return 0.0
+        return max(self.sent - self.reply_codes.get("200", 0), 0) / self.sent
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["samples"]
+        data["error_rate"] = round(self.error_rate, 6)
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoadReport:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def table(self) -> str:
-        latency = self.latency_ms
+        def ms(values: dict[str, float]) -> str:
+            shown = [f"{k} {values[k]:g} ms" for k in ("p50", "p90", "p99", "max") if k in values]
+            return " / ".join(shown) or "-"
+
+        def counts(values: dict[str, int]) -> str:
+            return ", ".join(f"{k}: {v}" for k, v in values.items()) or "none"
+
         rows = [
             ("devices connected", f"{self.connected} of {self.devices}"),
             ("connect rate", f"{self.connects_per_s:g}/s over {self.connect_seconds:g} s"),
-            (
-                "connect failures",
-                ", ".join(f"{k}: {v}" for k, v in self.failures.items()) or "none",
-            ),
+            ("connect latency", ms(self.connect_latency_ms)),
+            ("connect failures", counts(self.failures)),
+        ]
+        if self.refusal_reasons:
+            rows.append(("refused because", counts(self.refusal_reasons)))
+        rows += [
             ("posts sent", f"{self.sent} ({self.sent_per_s:g}/s over {self.publish_seconds:g} s)"),
             ("replied", f"{self.replied}; unanswered {self.unanswered}; skipped {self.skipped}"),
-            (
-                "reply codes",
-                ", ".join(f"{k}: {v}" for k, v in sorted(self.reply_codes.items())) or "none",
-            ),
-            (
-                "latency",
-                " / ".join(
-                    f"{k} {latency[k]:g} ms" for k in ("p50", "p90", "p99", "max") if k in latency
-                )
-                or "-",
-            ),
+            ("reply codes", counts(dict(sorted(self.reply_codes.items())))),
+            ("error rate", f"{100 * self.error_rate:.3g}% of posts without a 200 reply"),
+            ("latency", ms(self.latency_ms)),
             ("runner CPU", f"{self.runner_cpu_percent:g}% of one core"),
         ]
+        if self.shards:
+            rows.append(("shards", ", ".join(self.shards)))
+        if self.cleaned_up:
+            rows.append(("cleanup", self.cleaned_up))
         if self.stopped:
             rows.append(("stopped", self.stopped))
         if self.interrupted:
             rows.append(("note", "interrupted: the figures cover what was done"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(fraction: float) -> float:
-        return round(ordered[max(int(len(ordered) * fraction) - 1, 0)], 2)
-
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], 2)}
 
 
 Sender = tuple[SimDevice, DeviceCredentials | None]  # who posts, and for which sub-device
@@ -144,64 +197,152 @@ class _Fleet:
     devices: list[SimDevice]
     senders: list[Sender]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # ProductKey -> TSL
+    publish: Latency = field(default_factory=Latency)  # post to reply, the whole run
+    interval: Latency = field(default_factory=Latency)  # the same, this series interval
+    connect: Latency = field(default_factory=Latency)  # CONNECT to CONNACK
+    connect_failures: int = 0
+
+    def record(self, milliseconds: float) -> None:
+        self.publish.record_ms(milliseconds)
+        self.interval.record_ms(milliseconds)
 
 
-def provision(
-    platform: Platform, config: LoadConfig
-) -> tuple[list[DeviceCredentials], list[tuple[DeviceCredentials, list[DeviceCredentials]]]]:
+@dataclass(slots=True)
+class Provisioned:
+    """What a run created, so --cleanup can delete it (sub-devices first)."""
+
+    products: list[str] = field(default_factory=list)
+    devices: list[DeviceCredentials] = field(default_factory=list)
+    own_devices: bool = False  # the devices were created, not read from a file
+    subdevices: list[DeviceCredentials] = field(default_factory=list)
+    gateways: list[tuple[DeviceCredentials, list[DeviceCredentials]]] = field(default_factory=list)
+
+
+def provision(platform: Platform, config: LoadConfig, made: Provisioned) -> None:
     """A product (and for gateways, a gateway and a sub-device product) and devices, or
-    the devices of a credentials file."""
-    run = uuid.uuid4().hex[:8]
-    devices: list[DeviceCredentials] = list(config.credentials[: config.devices])
+    the devices of a credentials file. What is created is noted in `made` as it is."""
+    run = config.run_id or uuid.uuid4().hex[:8]
+    part = f"{run}k{config.shard[0]}" if config.shard[1] > 1 else run
+    made.devices = list(config.credentials[: config.devices])
     if config.credentials and not config.gateways:
-        return devices, []
+        return
     platform.ensure_model(LOAD_MODEL, LOAD_TSL)
-    if config.devices and not devices:
-        product = platform.create_product(f"load-{run}", LOAD_MODEL)
-        devices = platform.create_devices(
-            product, [f"d{run}{i:06d}" for i in range(config.devices)], "s"
+    if config.devices and not made.devices:
+        product = platform.create_product(f"load-{part}", LOAD_MODEL)
+        made.products.append(product)
+        made.own_devices = True
+        made.devices = platform.create_devices(
+            product, [f"d{part}{i:06d}" for i in range(config.devices)], "s"
         )
-    gateways: list[tuple[DeviceCredentials, list[DeviceCredentials]]] = []
     if config.gateways:
-        gw_product = platform.create_product(f"load-gw-{run}", LOAD_MODEL, deviceType="gateway")
-        sub_product = platform.create_product(f"load-sub-{run}", LOAD_MODEL, deviceType="subdevice")
-        gw_keys = [f"g{run}{i:04d}" for i in range(config.gateways)]
+        gw_product = platform.create_product(f"load-gw-{part}", LOAD_MODEL, deviceType="gateway")
+        made.products.append(gw_product)
+        sub_product = platform.create_product(
+            f"load-sub-{part}", LOAD_MODEL, deviceType="subdevice"
+        )
+        made.products.append(sub_product)
+        gw_keys = [f"g{part}{i:04d}" for i in range(config.gateways)]
         for gateway in platform.create_devices(gw_product, gw_keys, "s"):
             keys = [f"{gateway.device_key}s{j:05d}" for j in range(config.subdevices_per_gateway)]
             subs = platform.create_devices(sub_product, keys, "s") if keys else []
+            made.subdevices.extend(subs)
             if subs:
                 platform.add_subdevices(gateway, subs)
-            gateways.append((gateway, subs))
-    return devices, gateways
+            made.gateways.append((gateway, subs))
+
+
+def cleanup(platform: Platform, made: Provisioned) -> str:
+    """Delete what `provision` created (never the devices of a credentials file)."""
+    created = made.devices if made.own_devices else []
+    doomed = [*made.subdevices, *created, *(gw for gw, _ in made.gateways)]
+    failed: Counter[str] = Counter()
+
+    def delete(device: DeviceCredentials) -> None:
+        try:
+            platform.call(
+                "devices", "delete", productKey=device.product_key, deviceKey=device.device_key
+            )
+        except PlatformError as exc:
+            failed[str(exc)] += 1
+
+    for gateway, subs in made.gateways:
+        if subs:
+            try:
+                platform.remove_subdevices(gateway, subs)
+            except PlatformError as exc:
+                failed[str(exc)] += 1
+    with ThreadPoolExecutor(CLEANUP_THREADS) as pool:
+        list(pool.map(delete, doomed))
+    for product in made.products:
+        try:
+            platform.call("products", "delete", productKey=product)
+        except PlatformError as exc:
+            failed[str(exc)] += 1
+    said = f"deleted {len(doomed) - sum(failed.values())} devices, {len(made.products)} products"
+    if failed:
+        said += "; failed: " + ", ".join(f"{k} ({v})" for k, v in failed.most_common(3))
+    return said
 
 
 async def run_load(platform: Platform, config: LoadConfig) -> LoadReport:
-    report = LoadReport(devices=config.devices + config.gateways)
+    report = LoadReport(devices=config.devices + config.gateways, settings=config.settings())
+    report.shards = [report.settings["shard"]] if config.shard[1] > 1 else []
     cpu_start = _cpu_seconds()
     wall_start = time.monotonic()
+    made = Provisioned()
+    fleet = _Fleet([], [])
     try:
-        devices, gateways = await asyncio.to_thread(provision, platform, config)
+        await asyncio.to_thread(provision, platform, config, made)
+        await _run(report, fleet, platform, config, made)
     except asyncio.CancelledError:
         report.interrupted = True
-        return report
-    wrong = int(len(devices) * config.wrong_secret_share)
-    fleet = _Fleet([], [])
+    finally:
+        _collect(report, fleet)
+        elapsed = time.monotonic() - wall_start
+        report.runner_cpu_percent = round(
+            100 * (_cpu_seconds() - cpu_start) / max(elapsed, 1e-9), 1
+        )
+        await asyncio.gather(*(d.close() for d in fleet.devices), return_exceptions=True)
+        if config.cleanup:
+            report.cleaned_up = await asyncio.to_thread(cleanup, platform, made)
+    return report
+
+
+async def _run(
+    report: LoadReport, fleet: _Fleet, platform: Platform, config: LoadConfig, made: Provisioned
+) -> None:
+    wrong = int(len(made.devices) * config.wrong_secret_share)
     for product_key in {d.product_key for d in config.credentials[: config.devices]}:
         # Exported devices post what their own product's thing model describes.
         fleet.models[product_key] = await asyncio.to_thread(platform.thing_model, product_key)
-    for index, creds in enumerate(devices):
+    tls = config.tls_context()
+    for index, creds in enumerate(made.devices):
         if index < wrong:
             creds = DeviceCredentials(
                 creds.product_key, creds.device_key, "wrong-secret-on-purpose"
             )
-        fleet.devices.append(SimDevice(creds, config.host, config.mqtt_port, keepalive=300))
+        creds = replace(creds, dialect=config.dialect)
+        fleet.devices.append(
+            SimDevice(
+                creds,
+                config.host,
+                config.mqtt_port,
+                tls=tls,
+                keepalive=300,
+                on_latency=fleet.record,
+            )
+        )
     sim_gateways = [
-        SimGateway(gw, subs, config.host, config.mqtt_port, keepalive=300) for gw, subs in gateways
+        SimGateway(
+            gw, subs, config.host, config.mqtt_port, tls=tls, keepalive=300, on_latency=fleet.record
+        )
+        for gw, subs in made.gateways
     ]
     fleet.devices.extend(sim_gateways)
-    progress = asyncio.create_task(_progress(report, fleet)) if config.progress else None
+    ticker = asyncio.create_task(_tick(report, fleet, config))
     try:
         await _connect_all(report, fleet, config)
+        await _refusal_reasons(report, fleet, platform)
         await _storm(report, fleet, config)
         for gateway in sim_gateways:
             if gateway.connected:
@@ -211,18 +352,10 @@ async def run_load(platform: Platform, config: LoadConfig) -> LoadReport:
             (d, None) for d in fleet.devices if d.connected and not isinstance(d, SimGateway)
         )
         await _publish(report, fleet, config)
-    except asyncio.CancelledError:
-        report.interrupted = True
     finally:
-        if progress is not None:
-            progress.cancel()
-        _collect(report, fleet)
-        elapsed = time.monotonic() - wall_start
-        report.runner_cpu_percent = round(
-            100 * (_cpu_seconds() - cpu_start) / max(elapsed, 1e-9), 1
-        )
-        await asyncio.gather(*(d.close() for d in fleet.devices), return_exceptions=True)
-    return report
+        ticker.cancel()
+        if config.progress:
+            print(file=sys.stderr)
 
 
 def _cpu_seconds() -> float:
@@ -243,21 +376,51 @@ async def _connect_all(report: LoadReport, fleet: _Fleet, config: LoadConfig) ->
             failures["connect deadline passed"] += 1
             return
         async with gate:
+            began = time.perf_counter()
             try:
                 await asyncio.wait_for(device.connect(), 30)
             except ConnectRefused as exc:
                 failures[f"refused (CONNACK {exc.code})"] += 1
             except TimeoutError:
                 failures["no CONNACK within 30 s"] += 1
-            except OSError as exc:
-                failures[f"connection error: {type(exc).__name__}"] += 1
+            except (OSError, ssl.SSLError) as exc:
+                failures[f"connection error: {type(exc).__name__}: {exc}"[:120]] += 1
+            else:
+                fleet.connect.record_ms((time.perf_counter() - began) * 1000)
+            fleet.connect_failures = sum(failures.values())
 
-    await asyncio.gather(*(join(i, d) for i, d in enumerate(fleet.devices)))
-    elapsed = time.monotonic() - started
-    report.connect_seconds = round(elapsed, 2)
-    report.connected = sum(d.connected for d in fleet.devices)
-    report.connects_per_s = round(report.connected / max(elapsed, 1e-3), 1)
-    report.failures = dict(failures)
+    try:
+        await asyncio.gather(*(join(i, d) for i, d in enumerate(fleet.devices)))
+    finally:  # Ctrl-C too: the rate is of what was done
+        elapsed = time.monotonic() - started
+        report.connect_seconds = round(elapsed, 2)
+        report.connected = sum(d.connected for d in fleet.devices)
+        report.connects_per_s = round(report.connected / max(elapsed, 1e-3), 1)
+        report.failures = dict(failures)
+
+
+async def _refusal_reasons(report: LoadReport, fleet: _Fleet, platform: Platform) -> None:
+    """Why the platform refused: CONNACK says only 5, the device's log says more. Read
+    for at most REASONS_ASKED refused devices (the rest are counted by CONNACK code)."""
+    refused = [d for d in fleet.devices if d.stats.refused][:REASONS_ASKED]
+    if not refused:
+        return
+
+    def ask() -> Counter[str]:
+        reasons: Counter[str] = Counter()
+        for device in refused:
+            try:
+                entry = platform.newest_refusal(*device.key)
+            except PlatformError as exc:
+                reasons[str(exc).partition(": ")[2] or str(exc)] += 1
+                continue
+            if entry is not None:
+                detail = entry.get("detail") or "refused"
+                code = entry.get("code")
+                reasons[f"{detail} ({code})" if code is not None else detail] += 1
+        return reasons
+
+    report.refusal_reasons = dict(await asyncio.to_thread(ask))
 
 
 async def _storm(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
@@ -321,14 +484,14 @@ async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> Non
             if report.stopped:
                 break
             await asyncio.sleep(0.01)
-    finally:  # Ctrl-C too: the rate is of what was done
+        if in_flight and report.stopped:
+            # Their connections are gone: no reply can come.
+            for task in in_flight:
+                task.cancel()
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=10)
+    finally:  # Ctrl-C too: the rate is of what was done, over the time it took
         report.publish_seconds = round(time.monotonic() - started, 2)
-    if in_flight and report.stopped:
-        # Their connections are gone: no reply can come.
-        for task in in_flight:
-            task.cancel()
-    if in_flight:
-        await asyncio.wait(in_flight, timeout=10)
 
 
 def _one_post(
@@ -357,39 +520,61 @@ def _next_connected(senders: deque[Sender]) -> Sender | None:
 
 
 def _collect(report: LoadReport, fleet: _Fleet) -> None:
-    latencies: list[float] = []
     codes: Counter[str] = Counter()
+    report.sent = report.replied = report.unanswered = 0
     for device in fleet.devices:
         stats = device.stats
         report.sent += stats.sent
         report.replied += stats.replied
         report.unanswered += stats.unanswered
-        latencies.extend(stats.latencies_ms)
         codes.update(stats.reply_codes)
     report.reply_codes = dict(codes)
-    report.latency_ms = _percentiles(latencies)
-    report.samples = latencies[:MAX_SAMPLES]
+    report.latency_ms = fleet.publish.percentiles()
+    report.connect_latency_ms = fleet.connect.percentiles()
+    report.histograms = {"publish": fleet.publish.encode(), "connect": fleet.connect.encode()}
     if report.publish_seconds:
         report.sent_per_s = round(report.sent / report.publish_seconds, 1)
 
 
-async def _progress(report: LoadReport, fleet: _Fleet) -> None:
-    last, last_at = 0, time.monotonic()
+async def _tick(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
+    """Every interval: a row of the series, and the progress line when asked for."""
+    started = last_at = time.monotonic()
+    last = {"sent": 0, "replied": 0, "errors": 0}
+    terminal = sys.stderr.isatty()
     while True:
-        await asyncio.sleep(1)
-        sent = sum(d.stats.sent for d in fleet.devices)
+        await asyncio.sleep(config.series_interval)
         now = time.monotonic()
-        rate = (sent - last) / (now - last_at)
-        last, last_at = sent, now
-        connected = sum(d.connected for d in fleet.devices)
-        refused = sum(d.stats.refused for d in fleet.devices)
-        print(
-            f"\rconnected {connected}/{len(fleet.devices)}  sent {sent} ({rate:.0f}/s)"
-            f"  refused {refused}   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+        devices = fleet.devices
+        totals = {
+            "sent": sum(d.stats.sent for d in devices),
+            "replied": sum(d.stats.replied for d in devices),
+            "errors": fleet.connect_failures
+            + sum(d.stats.faults + d.stats.unanswered for d in devices),
+        }
+        latency = fleet.interval.percentiles()
+        fleet.interval.reset()
+        row: dict[str, Any] = {
+            "t": round(now - started, 2),
+            "connected": sum(d.connected for d in devices),
+            **{k: totals[k] - last[k] for k in totals},
+            "p50": latency.get("p50"),
+            "p99": latency.get("p99"),
+        }
+        report.series.append(row)
+        if config.progress:
+            rate = row["sent"] / max(now - last_at, 1e-9)
+            line = (
+                f"connected {row['connected']}/{len(devices)}  sent {totals['sent']}"
+                f" ({rate:.0f}/s)  errors {totals['errors']}"
+            )
+            # A terminal gets one line redrawn; a log gets a line per interval.
+            print(
+                f"\r{line}   " if terminal else line,
+                end="" if terminal else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        last, last_at = totals, now
 
 
 def run(platform: Platform, config: LoadConfig) -> LoadReport:
@@ -397,21 +582,6 @@ def run(platform: Platform, config: LoadConfig) -> LoadReport:
     and `run_load` returns the report of what was done so far."""
     with asyncio.Runner() as runner:
         return runner.run(run_load(platform, config))
-
-
-def _slice(config: LoadConfig, index: int, workers: int) -> LoadConfig:
-    def share(total: int) -> int:
-        return total // workers + (1 if index < total % workers else 0)
-
-    return replace(
-        config,
-        devices=share(config.devices),
-        credentials=config.credentials[index::workers],
-        gateways=share(config.gateways),
-        rate=config.rate / workers,
-        ramp=config.ramp / workers,
-        progress=False,
-    )
 
 
 def _worker(url: str, creds: OrgCredentials, config: LoadConfig) -> LoadReport:
@@ -426,24 +596,34 @@ def run_workers(
     url: str, creds: OrgCredentials, config: LoadConfig, workers: int = 1
 ) -> LoadReport:
     """Spread the devices and the rate over `workers` processes and merge their reports."""
+    config = replace(config, run_id=config.run_id or uuid.uuid4().hex[:8])
     if workers <= 1:
         return _worker(url, creds, config)
     with ProcessPoolExecutor(workers) as pool:
-        futures = [
-            pool.submit(_worker, url, creds, _slice(config, i, workers)) for i in range(workers)
+        parts = [
+            replace(shard_of(config, i, workers), progress=False, run_id=f"{config.run_id}w{i}")
+            for i in range(workers)
         ]
+        futures = [pool.submit(_worker, url, creds, part) for part in parts]
         try:
             reports = [f.result() for f in futures]
         except KeyboardInterrupt:  # the workers got the SIGINT too and end with a report
             reports = [f.result() for f in futures]
-    return merge(reports)
+    merged = merge(reports)
+    merged.settings = config.settings()
+    merged.shards = [s for r in reports for s in r.shards]
+    return merged
 
 
 def merge(reports: list[LoadReport]) -> LoadReport:
-    merged = LoadReport(workers=len(reports))
+    """One report of several workers', shards' or machines' reports: counts summed,
+    latency percentiles from the sum of their histograms (exact), series row by row."""
+    merged = LoadReport(workers=sum(r.workers for r in reports))
     failures: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     codes: Counter[str] = Counter()
-    samples: list[float] = []
+    publish, connect = Latency(), Latency()
+    rows: dict[int, dict[str, Any]] = {}
     for report in reports:
         merged.devices += report.devices
         merged.connected += report.connected
@@ -456,13 +636,37 @@ def merge(reports: list[LoadReport]) -> LoadReport:
         merged.publish_seconds = max(merged.publish_seconds, report.publish_seconds)
         merged.interrupted |= report.interrupted
         merged.stopped = merged.stopped or report.stopped
+        merged.cleaned_up = "; ".join(x for x in (merged.cleaned_up, report.cleaned_up) if x)
+        merged.shards.extend(report.shards)
+        merged.gatehouse_version = merged.gatehouse_version or report.gatehouse_version
+        merged.settings = merged.settings or report.settings
         failures.update(report.failures)
+        reasons.update(report.refusal_reasons)
         codes.update(report.reply_codes)
-        samples.extend(report.samples)
+        publish.add(Latency.decode(report.histograms.get("publish", "")))
+        connect.add(Latency.decode(report.histograms.get("connect", "")))
+        for index, row in enumerate(report.series):
+            _add_row(rows.setdefault(index, {}), row)
     merged.failures, merged.reply_codes = dict(failures), dict(codes)
-    merged.latency_ms = _percentiles(samples)
+    merged.refusal_reasons = dict(reasons)
+    merged.latency_ms, merged.connect_latency_ms = publish.percentiles(), connect.percentiles()
+    merged.histograms = {"publish": publish.encode(), "connect": connect.encode()}
+    merged.series = [rows[i] for i in sorted(rows)]
     merged.connects_per_s = round(merged.connected / max(merged.connect_seconds, 1e-9), 1)
     if merged.publish_seconds:
         merged.sent_per_s = round(merged.sent / merged.publish_seconds, 1)
     merged.runner_cpu_percent = round(merged.runner_cpu_percent, 1)
     return merged
+
+
+def _add_row(into: dict[str, Any], row: dict[str, Any]) -> None:
+    """Rows of the same interval: counts add up; an interval's percentiles cannot be
+    added, so the merged row keeps the worst of them."""
+    for key, value in row.items():
+        if key == "t":
+            into[key] = max(into.get(key, 0), value)
+        elif key in ("p50", "p99"):
+            known = [v for v in (into.get(key), value) if v is not None]
+            into[key] = max(known) if known else None
+        else:
+            into[key] = into.get(key, 0) + value

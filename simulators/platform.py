@@ -38,11 +38,20 @@ class OrgCredentials:
             return cls(os.environ.get("GATEHOUSE_ORG_ID", ""), key, secret)
         path = data_dir / "credentials.json"
         if path.exists():
-            data = orjson.loads(path.read_bytes())
-            return cls(data["orgId"], data["accessKey"], data["accessSecret"])
+            try:
+                data = orjson.loads(path.read_bytes())
+                return cls(data["orgId"], data["accessKey"], data["accessSecret"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise PlatformError(
+                    f"cannot read credentials from {path.resolve()}: {exc}"
+                ) from None
+        unset = [
+            n for n in ("GATEHOUSE_ACCESS_KEY", "GATEHOUSE_ACCESS_SECRET") if not os.environ.get(n)
+        ]
         raise PlatformError(
-            "no credentials: set GATEHOUSE_ACCESS_KEY, GATEHOUSE_ACCESS_SECRET and"
-            f" GATEHOUSE_ORG_ID, or run where {path} exists (--data-dir)"
+            f"no credentials: {' and '.join(unset)} not set in the environment, and no"
+            f" {path.resolve()} (give --data-dir, or set GATEHOUSE_ACCESS_KEY,"
+            " GATEHOUSE_ACCESS_SECRET and GATEHOUSE_ORG_ID)"
         )
 
 
@@ -68,8 +77,10 @@ class Platform:
                 headers={"content-type": "application/json"},
             )
             envelope = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise PlatformError(f"{resource}?action={action}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"cannot reach the API at {self.http.base_url}: {exc}") from None
+        except ValueError as exc:
+            raise PlatformError(f"{resource}?action={action}: not JSON: {exc}") from None
         if envelope.get("code") != 0:
             raise PlatformError(f"{resource}?action={action}: {envelope.get('msg')}")
         return envelope.get("data")
@@ -131,6 +142,16 @@ class Platform:
         return created
 
     def add_subdevices(self, gateway: DeviceCredentials, subs: Sequence[DeviceCredentials]) -> None:
+        self._topology("addSubDevice", gateway, subs)
+
+    def remove_subdevices(
+        self, gateway: DeviceCredentials, subs: Sequence[DeviceCredentials]
+    ) -> None:
+        self._topology("deleteSubDevice", gateway, subs)
+
+    def _topology(
+        self, action: str, gateway: DeviceCredentials, subs: Sequence[DeviceCredentials]
+    ) -> None:
         for start in range(0, len(subs), 1000):
             body = {
                 "subDevices": [
@@ -140,7 +161,7 @@ class Platform:
             }
             self.call(
                 "device-topos",
-                "addSubDevice",
+                action,
                 body,
                 productKey=gateway.product_key,
                 deviceKey=gateway.device_key,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from tests.server import Api
+
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
 
 
 def new_device(api: Api, make_product: Callable[..., str], **settings: object) -> dict[str, str]:

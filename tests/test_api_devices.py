@@ -10,6 +10,9 @@ import pytest
 from tests.conftest import unique
 from tests.server import Api, Gatehouse
 
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
+
 
 def device_body(product_key: str, **fields: Any) -> dict[str, Any]:
     return {

@@ -10,6 +10,10 @@ import pytest
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.server import Api
 
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
+
+
 ENOS_SAMPLE = {
     "productDesc": "openapi_sdk_create_test",
     "biDirectionalAuth": False,

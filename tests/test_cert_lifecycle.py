@@ -15,6 +15,9 @@ from tests.devices import eventually, new_device
 from tests.server import Api, Gatehouse
 from tests.test_tls import Device, context, issue, tls_client
 
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def device(api: Api, make_product: Callable[..., str]) -> Device:

@@ -24,6 +24,10 @@ from tests.devices import connect, eventually, new_device, request, topic
 from tests.mqtt_client import Client, Message
 from tests.server import Api, Gatehouse
 
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
+
+
 Device = dict[str, str]
 PSM = {"networkMethod": "NB-IoT", "powerSaving": {"mode": "PSM"}}
 

@@ -1,5 +1,7 @@
 """What a device was told was stored is stored: after kill -9, after SIGTERM, and not
-claimed at all while the disk is full (README, "What is guaranteed")."""
+claimed at all while the disk is full (README, "What is guaranteed"). The restarts run
+on each store (with --store both); the disk and data-directory tests are SQLite's, and
+PostgreSQL's outage is tests/test_postgresql.py's."""
 
 from __future__ import annotations
 
@@ -137,6 +139,7 @@ def _missing(api: Api, posters: list[Poster]) -> list[str]:
     return missing
 
 
+@pytest.mark.both_stores
 def test_every_acked_post_survives_kill_9(
     new_gatehouse: Callable[..., Gatehouse], tmp_path: Path
 ) -> None:
@@ -156,6 +159,7 @@ def test_every_acked_post_survives_kill_9(
     )
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_drain_and_exit_0(
     new_gatehouse: Callable[..., Gatehouse], tmp_path: Path, signum: signal.Signals

@@ -16,6 +16,9 @@ from enos.message.upstream.tsl.ModelUpRawRequest import ModelUpRawRequest
 from tests.devices import eventually, new_device
 from tests.server import Api, Gatehouse
 
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def sdk(gatehouse: Gatehouse) -> Iterator[Callable[[dict[str, str]], Any]]:

@@ -20,6 +20,9 @@ from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRe
 from tests.devices import eventually, new_device
 from tests.server import Api, Gatehouse
 
+# What these tests check is stored: they run on each store (--store both).
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def sdk(gatehouse: Gatehouse) -> Iterator[Callable[[dict[str, str]], Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -34,9 +35,12 @@ def platform_of(gatehouse: Gatehouse) -> Platform:
 
 def gatehouse_cli(gatehouse: Gatehouse | None, *args: str) -> subprocess.CompletedProcess[str]:
     """`gatehouse ARGS` (with the ports and credentials of `gatehouse`, when given)."""
+    # The API comes from GATEHOUSE_URL in the server's environment; MQTT is on its host.
     ports = (
-        ["--mqtt-port", str(gatehouse.mqtt_port), "--http-port", str(gatehouse.http_port)]
-        if gatehouse is not None and args[0] == "load"
+        ["--mqtt-port", str(gatehouse.mqtt_port)]
+        if gatehouse is not None
+        and args[0] == "load"
+        and args[1:2] not in (("report",), ("merge",))
         else []
     )
     return subprocess.run(
@@ -54,7 +58,7 @@ class Running:
     line ends in a carriage return, not a newline)."""
 
     def __init__(self, gatehouse: Gatehouse, *args: str) -> None:
-        ports = ["--mqtt-port", str(gatehouse.mqtt_port), "--http-port", str(gatehouse.http_port)]
+        ports = ["--mqtt-port", str(gatehouse.mqtt_port)]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "broker.cli", *args, *ports],
             env=gatehouse.env(),
@@ -106,8 +110,9 @@ def posting_load(
     file = tmp_path / "devices.json"
     write_credentials(file, [new_device(api, product) for _ in range(devices)])
     load = Running(
-        gatehouse, "load", "--credentials", str(file), "--rate", "20", "--duration", "60"
-    )
+        gatehouse, "load", "--credentials", str(file), "--rate", "20", "--duration", "60",
+        "--progress",
+    )  # fmt: skip
     load.wait_for(rf"connected {devices}/{devices}  sent [1-9]")
     return load
 
@@ -252,7 +257,7 @@ def test_the_load_cli_prints_and_writes_its_report(gatehouse: Gatehouse, tmp_pat
     report = json.loads(out.read_text())
     assert report["connected"] == 10 and report["sent"] > 0
     bad = gatehouse_cli(None, "load", "--rate", "-1")
-    assert bad.returncode == 2 and "must be above 0" in bad.stderr
+    assert bad.returncode == 2 and "Invalid value for '--rate'" in bad.stderr
 
 
 def test_a_scenario_of_bad_behaviour_over_two_workers(gatehouse: Gatehouse, tmp_path: Path) -> None:
@@ -358,7 +363,7 @@ def test_a_simulated_device_with_a_wrong_secret_says_why_and_gives_up(
     gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
 ) -> None:
     device = new_device(api, make_product())
-    ports = ["--mqtt-port", str(gatehouse.mqtt_port), "--http-port", str(gatehouse.http_port)]
+    ports = ["--mqtt-port", str(gatehouse.mqtt_port)]
     where = ["--product", device["productKey"], "--key", device["deviceKey"]]
     wrong = ["--secret", "wrong", "--max-attempts", "2"]
     started = time.monotonic()
@@ -378,3 +383,60 @@ def test_a_simulated_device_with_a_wrong_secret_says_why_and_gives_up(
     assert all("CONNACK 5" in line for line in refusals), result.stderr
     assert "742" in refusals[0], result.stderr
     assert "gave up after 2 attempts" in result.stderr
+
+
+def test_a_load_with_thresholds_series_and_cleanup(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    api = gatehouse.client()
+    before = {p["productKey"] for p in api("products", "list", pageSize=1000).data}
+    series, out = tmp_path / "series.csv", tmp_path / "report.json"
+    run = ["load", "--devices", "4", "--rate", "20", "--duration", "2.5", "--no-progress"]
+    result = gatehouse_cli(
+        gatehouse, *run, "--cleanup", "--series", str(series), "--report", str(out),
+        "--fail-if", "p99>0.001ms,connected<100%",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "failed --fail-if p99>0.001ms: measured" in result.stderr
+    assert "connected<100%" not in result.stderr  # all 4 connected: that one is met
+    rows = series.read_text().splitlines()
+    assert rows[0] == "t,connected,sent,replied,errors,p50,p99" and len(rows) >= 3
+    assert sum(int(r.split(",")[2]) for r in rows[1:]) > 0
+    report = json.loads(out.read_text())
+    assert report["cleaned_up"] == "deleted 4 devices, 1 products"
+    assert report["settings"]["devices"] == 4 and report["connect_latency_ms"]["p99"] > 0
+    after = {p["productKey"] for p in api("products", "list", pageSize=1000).data}
+    assert after <= before  # nothing left behind
+    passed = gatehouse_cli(None, "load", "report", str(out), "--fail-if", "error_rate>50%")
+    assert passed.returncode == 0 and "devices connected  4 of 4" in passed.stdout
+
+
+def test_shards_split_the_fleet_and_merge_exactly(gatehouse: Gatehouse, tmp_path: Path) -> None:
+    run = ["load", "--devices", "5", "--rate", "20", "--duration", "1", "--no-progress"]
+    parts = []
+    for k in (1, 2):
+        part = tmp_path / f"shard{k}.json"
+        done = gatehouse_cli(gatehouse, *run, "--shard", f"{k}/2", "--report", str(part))
+        assert done.returncode == 0, done.stderr
+        parts.append(json.loads(part.read_text()))
+    assert [p["devices"] for p in parts] == [3, 2]
+    merged_file = tmp_path / "merged.json"
+    merged = gatehouse_cli(None, "load", "merge", *(str(tmp_path / f"shard{k}.json")
+                           for k in (1, 2)), "--report", str(merged_file))  # fmt: skip
+    assert merged.returncode == 0, merged.stderr
+    report = json.loads(merged_file.read_text())
+    assert report["devices"] == 5 and report["connected"] == 5
+    assert report["sent"] == sum(p["sent"] for p in parts)
+    assert report["shards"] == ["1/2", "2/2"]
+    assert report["latency_ms"]["max"] == max(p["latency_ms"]["max"] for p in parts)
+
+
+def test_load_and_sim_find_the_platform_by_its_url(tmp_path: Path) -> None:
+    env = {**os.environ, "GATEHOUSE_URL": "http://127.0.0.1:1", "GATEHOUSE_ACCESS_KEY": "k",
+           "GATEHOUSE_ACCESS_SECRET": "s"}  # fmt: skip
+    for args in (["load", "--devices", "1"], ["sim", "device", "--product", "p", "--key", "k",
+                                                "--secret", "s"]):  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "broker.cli", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "cannot reach the API at http://127.0.0.1:1" in result.stderr

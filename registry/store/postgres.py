@@ -103,7 +103,10 @@ class PostgresStore(SqlQueries):
         try:
             self._pool = await asyncpg.create_pool(
                 self._url,
-                min_size=1,
+                # No floor to keep: asyncpg would reconnect to keep it in the background
+                # while the server is down (logging each failure); connections are made
+                # when calls need them, and idle ones close after a while.
+                min_size=0,
                 max_size=self._pool_size,
                 timeout=self._timeout,
                 command_timeout=self._timeout * 3,

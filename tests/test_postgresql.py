@@ -1,0 +1,135 @@
+"""`gatehouse serve --database postgresql://...`: start-up that cannot reach its database
+is one line and exit 2, and a PostgreSQL server that dies mid-load and comes back loses
+nothing that was answered 200 and claims nothing it did not store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulators.launch import Postgres
+from tests.conftest import unique
+from tests.devices import connect, eventually, new_device
+from tests.server import Gatehouse, free_port
+from tests.test_durability import Poster, _missing, _product
+
+
+def _serve_once(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """Start `gatehouse serve` expecting it to refuse; returns its stderr's lines."""
+    server = Gatehouse(data_dir)
+    command = [
+        sys.executable,
+        "-m",
+        "broker.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--http-port",
+        str(server.http_port),
+        "--mqtt-port",
+        str(server.mqtt_port),
+        "--mqtts-port",
+        "0",
+        *args,
+    ]
+    done = subprocess.run(
+        command, env={**server.env(), **(env or {})}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines
+
+
+def test_a_wrong_url_an_unreachable_server_and_a_refused_login_are_one_line_each(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    (wrong,) = _serve_once(tmp_path / "a", "--database", "mysql://root:hunter2@db/registry")
+    assert "database URL" in wrong and "postgresql://" in wrong and "hunter2" not in wrong
+    port = free_port()
+    (unreachable,) = _serve_once(
+        tmp_path / "b", "--database", f"postgresql://gatehouse:pw@127.0.0.1:{port}/x"
+    )
+    assert "cannot reach the server" in unreachable and f"127.0.0.1:{port}" in unreachable
+    assert ":pw@" not in unreachable
+    # The environment names the database as well as the flag does.
+    refused = f"postgresql://stranger@127.0.0.1:{postgres.port}/postgres"
+    (login,) = _serve_once(tmp_path / "c", env={"GATEHOUSE_DATABASE": refused})
+    assert "login refused" in login and "stranger" in login
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    """A server of the test's own, since the test kills it."""
+    server = Postgres().start()
+    yield server
+    server.remove()
+
+
+def test_killing_postgresql_mid_load_loses_nothing_answered_200(
+    tmp_path: Path, own_postgres: Postgres
+) -> None:
+    url = own_postgres.new_database()
+    server = Gatehouse(tmp_path / "data", extra_args=("--database", url)).start()
+    try:
+        api = server.client()
+        product = _product(api)
+        devices = [new_device(api, product) for _ in range(10)]
+        before = [Poster(connect(server.mqtt_port, d), d) for d in devices]
+        stop = threading.Event()
+        threads = [threading.Thread(target=p.run, args=(stop,), daemon=True) for p in before]
+        for thread in threads:
+            thread.start()
+        eventually(lambda: sum(len(p.acked) for p in before) >= 300, timeout=60)
+        own_postgres.stop("immediate")  # a crash: no checkpoint, recovery at start
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        # Each poster ended with the post it had in flight: answered by what the batch
+        # holding it did before the crash (200) or after it (an error, no PUBACK).
+        down = [Poster(p.client, p.device) for p in before]
+        threads = [threading.Thread(target=p.run, args=(stop, 3), daemon=True) for p in down]
+        stop.clear()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        refused = [r for p in down for r in p.refused]
+        assert refused, "posts while the database is down must be refused"
+        assert {r["code"] for r in refused} == {500}
+        assert not any(p.acked for p in down)
+        # None of the refused posts was PUBACKed, before the crash or after it.
+        for poster in (*before, *down):
+            assert sum(info.is_published() for info in poster.infos) == len(poster.acked)
+        created = api(
+            "devices",
+            "create",
+            {"productKey": product, "deviceName": unique("d"), "timezone": "+08:00"},
+        )
+        assert created.status == 503, created
+        assert "postgresql://" in created.msg
+        assert api("broker", "stats").data["writer"]["failing"] is True
+
+        own_postgres.start()  # the pool reconnects by itself
+        after = [Poster(p.client, p.device) for p in before]
+
+        def stored_again() -> bool:
+            for poster in after:
+                poster.run(threading.Event(), count=1)
+            return all(p.acked for p in after)
+
+        eventually(stored_again, timeout=60)
+        assert api("broker", "stats").data["writer"]["failing"] is False
+        new_device(api, product)  # the API writes again
+        for poster in before:
+            poster.client.close()
+        acked = sum(len(p.acked) for p in before)
+        assert _missing(api, [*before, *after]) == [], f"of {acked} acked before the crash"
+    finally:
+        server.stop()
+        assert "Traceback" not in server.log(), server.log()
