@@ -17,7 +17,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -26,7 +26,6 @@ from broker.codecs import PayloadCodecs
 from broker.credentials import CredentialCache, DeviceId
 from broker.presence import Presence
 from broker.protocol import codes, sys_prefix
-from broker.protocol.dialects import DEFAULT, SCRIPT_DIALECT, Dialect
 from broker.protocol.scripts import ScriptError
 from broker.protocol.topics import RAW_DOWN_REPLY, raw_down_topic
 from registry import Command, Conflict, Device, InvalidArgument, NotFound, Registry, ids
@@ -88,6 +87,8 @@ class CommandService:
         # Custom products' scripts and codecs (the router's): set by the gate. Without
         # them every command goes as JSON, as to a Custom product with neither.
         self.payloads: PayloadCodecs | None = None
+        # Told of each command that ended, once stored (the application streams).
+        self.on_finished: Callable[[Command], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -290,9 +291,9 @@ class CommandService:
             return raw_down_topic(*key), command.input
         product = self.cache.products.get(command.productKey)
         way = await self.payloads.way(product) if self.payloads and product else None
-        # Alibaba's scripts get their envelope whatever the device signed in with.
-        dialect = SCRIPT_DIALECT if way == "script" else self.presence.dialects.get(key, DEFAULT)
-        rest, request = _request_of(command, dialect)
+        # Alibaba's scripts get Alink's envelope whatever the device signed in with.
+        alink = way == "script" or self.presence.dialects.get(key) == "alink"
+        rest, request = _request_of(command, alink)
         if self.payloads is None or product is None or way is None:
             return f"{sys_prefix(*key)}{rest}", orjson.dumps(request)
         return raw_down_topic(*key), await self.payloads.encode(product, request)
@@ -386,6 +387,8 @@ class CommandService:
         ended = command.model_copy(update=update)
         self._forget(command)
         await self.registry.command_log.update_command(ended)
+        if self.on_finished is not None:
+            self.on_finished(ended)
         done = self._done.get(command.commandId)
         if done is not None and not done.done():
             done.set_result(ended)
@@ -440,11 +443,14 @@ def _code_of(code: Any) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else codes.SERVER_ERROR
 
 
-def _request_of(command: Command, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+def _request_of(command: Command, alink: bool) -> tuple[str, dict[str, Any]]:
     """A service call or property set: the topic under `/sys/{pk}/{dk}/` and the request."""
     params = orjson.loads(command.input)
     if command.kind == "service":
-        rest, method, params = dialect.service_call(command.serviceId, params)
+        rest, method = f"thing/service/{command.serviceId}", f"thing.service.{command.serviceId}"
+    elif alink:  # Alink sets properties with the properties themselves as params
+        rest, method = "thing/service/property/set", "thing.service.property.set"
     else:
-        rest, method, params = dialect.property_set(params)
+        rest, method = "thing/service/measurepoint/set", "thing.service.measurepoint.set"
+        params = {"measurepoints": params}
     return rest, {"id": command.requestId, "version": "1.0", "method": method, "params": params}

@@ -58,6 +58,9 @@ class ServeConfig:
     provision_file: Path | None = None
     max_devices_per_product: int = 10_000
     max_api_body: int = 8 * 1024 * 1024  # broker.api.limits.DEFAULT_MAX_BODY
+    subscribe_port: int = 9001  # EnOS data subscription (enos-subscribe); 0 for none
+    subscription_retention: int = 100_000  # messages kept per subscription partition
+    subscription_max_age: float = 7 * 24 * 3600.0  # seconds a retained message is kept
     log_level: str = "info"
 
 
@@ -323,6 +326,26 @@ SETTINGS: tuple[Setting, ...] = (
         "largest API request body in bytes; a bigger one is refused with 413 before it is"
         " read (over twice a 10,000-device batchCreate)",
         "BYTES",
+    ),
+    Setting(
+        "subscribe_port",
+        _port,
+        "EnOS data subscription for applications (enos-subscribe's WebSocket); 0 for none",
+        "PORT",
+    ),
+    Setting(
+        "subscription_retention",
+        _integer(1),
+        "messages each data subscription keeps per partition (two partitions), newest"
+        " first; a consumer group further behind loses the oldest",
+        "N",
+    ),
+    Setting(
+        "subscription_max_age",
+        _seconds,
+        "seconds a data subscription keeps a message, consumed or not",
+        "SECONDS",
+        show="{:g}".format,
     ),
     Setting(
         "log_level",

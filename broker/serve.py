@@ -24,9 +24,12 @@ from broker.config import ServeConfig
 from broker.core import CoreLimits
 from broker.gate import Gate, GateConfig
 from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
+from broker.streams.runtime import Applications, ApplicationsConfig
+from broker.streams.subscriptions import RetentionConfig
 from broker.writer import WriterConfig
 from certs import CertificateAuthority
 from registry import Registry, SqliteStore, StorageUnavailable
+from registry.store.streams_sql import SqlStreamStore
 from registry.store.urls import store_for
 
 log = logging.getLogger("gatehouse")
@@ -62,6 +65,18 @@ def gate_config(config: ServeConfig) -> GateConfig:
         max_payload=config.max_payload,
         writer=WriterConfig(log_keep=config.message_log_size),
         max_subdevices_per_gateway=config.max_subdevices_per_gateway,
+    )
+
+
+def applications_config(config: ServeConfig) -> ApplicationsConfig:
+    """The application streams' settings, from serve's configuration."""
+    return ApplicationsConfig(
+        host=config.host,
+        subscribe_port=config.subscribe_port,
+        retention=RetentionConfig(
+            max_messages=config.subscription_retention,
+            max_age=config.subscription_max_age,
+        ),
     )
 
 
@@ -123,6 +138,8 @@ async def serve(config: ServeConfig) -> None:
         tls = TlsFiles(server_cert, server_key, ca_file)
         gate = Gate(registry, gate_config(config), load_codecs(dict(config.codecs)))
         await gate.start()
+        apps = Applications(SqlStreamStore(store), gate, applications_config(config))
+        await apps.start()
         tune_gc()
         mqtt = MqttBroker(
             MqttConfig(
@@ -152,6 +169,9 @@ async def serve(config: ServeConfig) -> None:
                     gate.commands,
                     gate.limiter,
                     max_body=config.max_api_body,
+                    streams=apps.hub,
+                    subscribe_port=config.subscribe_port,
+                    metrics=apps.metrics,
                 ),
                 host=config.host,
                 port=config.http_port,
@@ -171,10 +191,22 @@ async def serve(config: ServeConfig) -> None:
                 f" {exc.strerror or exc}"
             ) from None
         try:
+            await apps.listen()
+        except OSError as exc:
+            api_socket.close()
+            await gate.stop()
+            await apps.stop()
+            raise SystemExit(
+                f"gatehouse: cannot run the subscription server on {config.host}:"
+                f"{config.subscribe_port}: {exc.strerror or exc}"
+            ) from None
+        apps.metrics.sources.mqtt = mqtt
+        try:
             await mqtt.start()
         except Exception as exc:
             api_socket.close()
             await gate.stop()
+            await apps.stop()
             raise SystemExit(
                 f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}"
                 f"{f' (TLS on {config.mqtts_port})' if config.mqtts_port else ''}: {exc}"
@@ -185,6 +217,7 @@ async def serve(config: ServeConfig) -> None:
                 f"{f', MQTT over TLS on {config.mqtts_port}' if config.mqtts_port else ''}"
                 f"{' (anonymous clients allowed)' if config.allow_anonymous else ''},"
                 f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
+                f"{f' subscriptions on {config.subscribe_port},' if config.subscribe_port else ''}"
                 f" data in {config.data_dir.resolve()}",
                 file=sys.stderr,
                 flush=True,
@@ -200,6 +233,7 @@ async def serve(config: ServeConfig) -> None:
             # closed (wills sent, what it sent stored), and the write-behind is flushed.
             await mqtt.stop(DRAIN_TIMEOUT)
             await gate.stop()
+            await apps.stop()  # after the gate: its last batch has reached the streams
     finally:
         await store.close()
 

@@ -111,6 +111,7 @@ class Gatehouse:
     http_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
     mqtts_port: int = field(default_factory=free_port)
+    subscribe_port: int = field(default_factory=free_port)  # EnOS data subscription
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -144,6 +145,8 @@ class Gatehouse:
             str(self.mqtt_port),
             "--mqtts-port",
             str(self.mqtts_port),
+            "--subscribe-port",
+            str(self.subscribe_port),
             *self.extra_args,
         ]
         with self.log_path.open("ab") as log:

@@ -24,13 +24,18 @@ from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
+from broker.api.live_stream import stream_endpoint
+from broker.api.metrics import Metrics, metrics_endpoint
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.product_scripts import SCRIPT_ACTIONS
 from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
+from broker.api.subscriptions import subscription_actions
 from broker.api.thing_models import MODEL_ACTIONS
+from broker.api.webhooks import webhook_actions
 from broker.commands import CommandService
 from broker.connect_guard import ConnectGuard
 from broker.gateways import GatewayService
+from broker.streams.hub import StreamHub
 from registry import (
     DeviceCreate,
     Forbidden,
@@ -87,6 +92,11 @@ def _credentials(request: Request) -> tuple[str, str]:
     if not sep:
         raise Unauthorized("the Authorization header is not valid Basic auth")
     return key, secret
+
+
+async def _authenticate(request: Request) -> Organization:
+    registry: Registry = request.app.state.registry
+    return await registry.authenticate(*_credentials(request))
 
 
 async def _body(request: Request) -> Any:
@@ -160,6 +170,9 @@ def create_app(
     guard: ConnectGuard | None = None,
     *,
     max_body: int = DEFAULT_MAX_BODY,
+    streams: StreamHub | None = None,
+    subscribe_port: int = 0,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -183,6 +196,22 @@ def create_app(
         resources["commands"] = command_actions(commands)
     if guard is not None:
         resources["devices"] = {**DEVICE_ACTIONS, **connect_block_actions(guard)}
+    if streams is not None:
+        resources["subscriptions"] = subscription_actions(streams, subscribe_port)
+        resources["webhooks"] = webhook_actions(streams)
+        app.add_api_route(
+            f"{API_PREFIX}/stream",
+            stream_endpoint(streams, _authenticate),
+            methods=["GET"],
+            summary="a live stream of the organisation's messages (Server-Sent Events)",
+        )
+    if metrics is not None:
+        app.add_api_route(
+            "/metrics",
+            metrics_endpoint(metrics, _authenticate),
+            methods=["GET"],
+            summary="Prometheus metrics (the admin organisation's Basic auth)",
+        )
     for name, actions in resources.items():
         endpoint = _route(name, actions)
         app.add_api_route(

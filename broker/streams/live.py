@@ -26,7 +26,7 @@ class LiveConfig:
     max_streams: int = 100  # open at once
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # each open stream is its own: hashed by identity
 class Listener:
     org_id: str
     wants: Filter
