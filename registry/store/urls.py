@@ -3,10 +3,14 @@ or `postgresql://user[:password]@host[:port]/database` (also `postgres://`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from registry.errors import InvalidArgument
-from registry.store.protocols import Store
+
+if TYPE_CHECKING:  # imported when a URL names them: asyncpg only for PostgreSQL
+    from registry.sqlite import SqliteStore
+    from registry.store.postgres import PostgresStore
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -28,7 +32,7 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def store_for(url: str) -> Store:
+def store_for(url: str) -> SqliteStore | PostgresStore:
     """The store the URL names, not yet opened; `BadDatabaseUrl` says what is wrong."""
     shown = without_password(url)
     scheme, _, rest = url.partition(":")
