@@ -10,36 +10,19 @@ limit, and learns that the device is disabled or that its product has other rule
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from broker.clock import SYSTEM_CLOCK
 from broker.connect_guard import ConnectGuard, DeviceKey, Wait
 from broker.credentials import CredentialCache
 from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
-from broker.protocol import (
-    ClientIdError,
-    alink_connect_params,
-    alink_sign,
-    codes,
-    enos_connect_params,
-    enos_sign,
-    parse_enos_client_id,
-    sign_matches,
-    split_username,
-)
-from broker.protocol.signs import (
-    SECURE_MODE_DEVICE_SECRET,
-    SECURE_MODE_PRODUCT_SECRET,
-    EnosClientId,
-    timestamp_problem,
-)
+from broker.protocol import ClientIdError, codes, parse_enos_client_id, sign_matches, split_username
+from broker.protocol.dialects import ConnectSecrets, Dialect, SignProblem, dialect_of
+from broker.protocol.signs import EnosClientId, timestamp_problem
 from certs import read_peer_certificate
 from registry.ids import secret_matches
-
-# The Alink code for an EnOS one, where Alink has its own (docs/protocol.md, section 7).
-ALINK_CODES = {codes.DEVICE_NOT_FOUND: 6100, codes.DEVICE_DISABLED: 6204}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +78,7 @@ def admit(
     keys = split_username(username)
     if keys is None:
         return _admit_app(attempt, username, cache)
-    wall = time.time() * 1000 if wall_ms is None else wall_ms
+    wall = SYSTEM_CLOCK.wall_ms() if wall_ms is None else wall_ms
     return _admit_device(attempt, keys[0], keys[1], cache, guard, now, wall, online)
 
 
@@ -130,58 +113,33 @@ def _prove(
     guard: ConnectGuard,
     wall_ms: float,
     online: Container[DeviceKey],
-    alink: bool,
+    dialect: Dialect,
     refuse: Refuse,
 ) -> bool | Refusal:
     """Whether the CONNECT proves the secret: whether it activates (signed with the
-    ProductSecret), or why not."""
+    ProductSecret), or why not. The dialect says what the sign must be."""
     product_key, device_key = key
     product = cache.products[product_key]
     device = cache.devices[key]
     try:
         client = parse_enos_client_id(attempt.client_id)
+        secrets = ConnectSecrets(
+            device.secret,
+            product.product.productSecret,
+            product.product.settings.dynamicActivateEnabled,
+        )
+        expected = dialect.connect_sign(client, product_key, device_key, secrets)
     except ClientIdError as exc:
         return refuse("bad-client-id", str(exc), codes.SIGN_FAILED)
-    settings = product.product.settings
-    if alink:
-        # linkkit: securemode 2 (TLS) or 3 (TCP), both signed with the device secret.
-        if client.cid != f"{product_key}&{device_key}":
-            return refuse("bad-client-id", "the client id names another device", codes.SIGN_FAILED)
-        activating = False
-        try:
-            expected = alink_sign(
-                device.secret,
-                alink_connect_params(product_key, device_key, client.timestamp),
-                client.sign_method,
-            )
-        except ClientIdError as exc:
-            return refuse("bad-client-id", str(exc), codes.SIGN_FAILED)
-    else:
-        activating = client.secure_mode == SECURE_MODE_PRODUCT_SECRET
-        if activating and not settings.dynamicActivateEnabled:
-            # Dynamic activation: signed with the ProductSecret; the DeviceSecret is
-            # pushed to the device once it is in (docs/protocol.md, section 5).
-            return refuse(
-                "dynamic-activation",
-                "dynamic activation (securemode=3) is not enabled for this product",
-                codes.DYNAMIC_ACTIVATION_DENIED,
-            )
-        if not activating and client.secure_mode != SECURE_MODE_DEVICE_SECRET:
-            return refuse(
-                "bad-client-id",
-                f"securemode {client.secure_mode} is not supported",
-                codes.SIGN_FAILED,
-            )
-        secret = product.product.productSecret if activating else device.secret
-        params = enos_connect_params(client.cid, product_key, device_key, client.timestamp)
-        expected = enos_sign(secret, params, client.sign_method)
+    if isinstance(expected, SignProblem):
+        return refuse(expected.reason, expected.message, expected.code)
     sign = attempt.password
-    if sign is None or not sign_matches(expected, sign):
-        which = "product" if activating else "device"
+    if sign is None or not sign_matches(expected.sign, sign):
+        which = "product" if expected.activating else "device"
         return refuse(
             "wrong-sign", f"the sign does not match the {which} secret", codes.SIGN_FAILED
         )
-    return _fresh(client, sign, key, guard, wall_ms, online, refuse) or activating
+    return _fresh(client, sign, key, guard, wall_ms, online, refuse) or expected.activating
 
 
 def _fresh(
@@ -228,11 +186,11 @@ def _admit_device(
     wall_ms: float,
     online: Container[DeviceKey],
 ) -> Identity | Refusal:
-    alink = "&" in attempt.client_id.partition("|")[0]
+    dialect = dialect_of(attempt.client_id)  # chosen once: the connection's for good
 
     def refuse(reason: str, message: str, code: int | None, **flags: bool) -> Refusal:
-        if alink and code is not None:
-            code = ALINK_CODES.get(code, code)
+        if code is not None:
+            code = dialect.code(code)
         return Refusal(reason, message, code, product_key, device_key, **flags)
 
     def blocked(reason: str, message: str, wait: Wait) -> Refusal:
@@ -255,7 +213,7 @@ def _admit_device(
     wait = failures.check(failure_key, now)
     if wait is not None:
         return blocked("sign-failures", f"wrong signs from {attempt.peer or 'its address'}", wait)
-    proof = _prove(attempt, key, cache, guard, wall_ms, online, alink, refuse)
+    proof = _prove(attempt, key, cache, guard, wall_ms, online, dialect, refuse)
     if isinstance(proof, Refusal):
         if proof.reason in NOT_FAILURES:
             return proof
@@ -324,7 +282,7 @@ def _admit_device(
                 f"certificate {cert.serial} is not one of this device's certificates",
                 None,
             )
-        if cert.not_after <= time.time() * 1000:
+        if cert.not_after <= wall_ms:
             return refuse("certificate-expired", f"certificate {cert.serial} has expired", None)
         serial = cert.serial
     elif settings.biDirectionalAuth:
@@ -339,6 +297,5 @@ def _admit_device(
             f"the product's activation quota ({settings.activationQuota}) is used up",
             None,
         )
-    dialect = "alink" if alink else "enos"
     guard.signs.record(key, attempt.password or "")
     return DeviceIdentity(product_key, device_key, device.org_id, serial, activating, dialect)

@@ -26,6 +26,7 @@ from broker.codecs import PayloadCodecs
 from broker.credentials import CredentialCache, DeviceId
 from broker.presence import Presence
 from broker.protocol import codes, sys_prefix
+from broker.protocol.dialects import DEFAULT, SCRIPT_DIALECT, Dialect
 from broker.protocol.scripts import ScriptError
 from broker.protocol.topics import RAW_DOWN_REPLY, raw_down_topic
 from registry import Command, Conflict, Device, InvalidArgument, NotFound, Registry, ids
@@ -291,9 +292,9 @@ class CommandService:
             return raw_down_topic(*key), command.input
         product = self.cache.products.get(command.productKey)
         way = await self.payloads.way(product) if self.payloads and product else None
-        # Alibaba's scripts get Alink's envelope whatever the device signed in with.
-        alink = way == "script" or self.presence.dialects.get(key) == "alink"
-        rest, request = _request_of(command, alink)
+        # Alibaba's scripts get their envelope whatever the device signed in with.
+        dialect = SCRIPT_DIALECT if way == "script" else self.presence.dialects.get(key, DEFAULT)
+        rest, request = _request_of(command, dialect)
         if self.payloads is None or product is None or way is None:
             return f"{sys_prefix(*key)}{rest}", orjson.dumps(request)
         return raw_down_topic(*key), await self.payloads.encode(product, request)
@@ -443,14 +444,11 @@ def _code_of(code: Any) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else codes.SERVER_ERROR
 
 
-def _request_of(command: Command, alink: bool) -> tuple[str, dict[str, Any]]:
+def _request_of(command: Command, dialect: Dialect) -> tuple[str, dict[str, Any]]:
     """A service call or property set: the topic under `/sys/{pk}/{dk}/` and the request."""
     params = orjson.loads(command.input)
     if command.kind == "service":
-        rest, method = f"thing/service/{command.serviceId}", f"thing.service.{command.serviceId}"
-    elif alink:  # Alink sets properties with the properties themselves as params
-        rest, method = "thing/service/property/set", "thing.service.property.set"
+        rest, method, params = dialect.service_call(command.serviceId, params)
     else:
-        rest, method = "thing/service/measurepoint/set", "thing.service.measurepoint.set"
-        params = {"measurepoints": params}
+        rest, method, params = dialect.property_set(params)
     return rest, {"id": command.requestId, "version": "1.0", "method": method, "params": params}

@@ -8,10 +8,10 @@ through the registry's rules (`Registry.attach`); who is logged in where lives i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.connect_guard import ConnectGuard
 from broker.credentials import CredentialCache, DeviceId
 from broker.identity import DeviceIdentity
@@ -21,16 +21,12 @@ from broker.protocol import (
     EnvelopeError,
     PayloadNotJson,
     Request,
-    alink_sign,
     codes,
-    encode_alink_reply,
-    encode_reply,
-    enos_connect_params,
-    enos_sign,
     parse_request,
     request_id_of,
     sign_matches,
 )
+from broker.protocol.dialects import Dialect, GatewayFunction
 from broker.protocol.signs import timestamp_ms, timestamp_problem
 from broker.protocol.topics import SYS
 from broker.routing import PAYLOAD_NOT_JSON, Outcome, Result, fault
@@ -38,13 +34,7 @@ from broker.writer import WriteBehind
 from registry import Attachment, Conflict, Device, Registry, RegistryError
 
 MAX_BATCH_LOGIN = 1000  # sub-devices in one combine/login/batch
-MAX_ALINK_BATCH = 50  # Alink's combine/batch_login, all or nothing
-# The Alink code for an EnOS one, where Alink has its own (docs/protocol.md, section 7).
-ALINK_CODES = {
-    codes.PAYLOAD_FORMAT_ERROR: 460,
-    codes.DEVICE_NOT_FOUND: 6100,
-    codes.DEVICE_DISABLED: 6204,
-}
+MAX_ALL_OR_NONE = 50  # Alink's combine/batch_login, all or nothing
 MAX_REGISTER = 1000  # devices in one thing/device/register (the SDK's own cap)
 
 Handler = Callable[["GatewayService", DeviceIdentity, Request], Awaitable[Result]]
@@ -66,11 +56,14 @@ class GatewayService:
         presence: Presence,
         writer: WriteBehind,
         guard: ConnectGuard | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.registry = registry
         self.cache = cache
         self.presence = presence
         self.writer = writer
+        self.clock = clock
         # Sub-device signs are held to CONNECT's rules: --sign-max-age and no reuse.
         self.guard = guard or ConnectGuard()
 
@@ -80,10 +73,8 @@ class GatewayService:
         self, gateway: DeviceIdentity, namespace: str, rest: str, topic: str, payload: bytes
     ) -> Outcome | None:
         """A gateway function on the device's own topics, or None if `rest` is none."""
-        if gateway.dialect == "alink":
-            handler = (ALINK_SYS_FUNCTIONS if namespace == SYS else ALINK_EXT_FUNCTIONS).get(rest)
-        else:
-            handler = (SYS_FUNCTIONS if namespace == SYS else EXT_FUNCTIONS).get(rest)
+        function = gateway.dialect.gateway_function(namespace, rest)
+        handler = FUNCTIONS.get(function) if function is not None else None
         if handler is None:
             return None
         try:
@@ -115,21 +106,16 @@ class GatewayService:
         result: Result,
         method: str = "",
     ) -> Outcome:
-        now = int(time.time() * 1000)
         self.writer.event(
             *gateway.key,
-            now,
+            self.clock.wall_ms(),
             "up",
             topic=topic,
             payload=payload,
             code=result.code,
             detail=result.message,
         )
-        if gateway.dialect == "alink":
-            code = ALINK_CODES.get(result.code, result.code)
-            reply = encode_alink_reply(request_id, code, result.data, result.message, method)
-        else:
-            reply = encode_reply(request_id, result.code, result.data, result.message)
+        reply = gateway.dialect.reply(request_id, result.code, result.data, result.message, method)
         return Outcome(result.ok, reply)
 
     def _is_gateway(self, gateway: DeviceIdentity) -> bool:
@@ -148,8 +134,7 @@ class GatewayService:
         timestamp: Any,
         method: Any,
         sign: Any,
-        *,
-        alink: bool = False,
+        dialect: Dialect,
     ) -> Result | None:
         """The sub-device exists in the gateway's organisation and the sign is its
         secret's, fresh and (with --sign-max-age) not used before; None when all hold."""
@@ -166,24 +151,13 @@ class GatewayService:
             )
         try:
             stamp = timestamp_ms(timestamp)
-            if alink:  # an HMAC keyed by the sub-device's secret (docs/protocol.md, section 6)
-                content = {
-                    "clientId": client_id,
-                    "deviceName": sub[1],
-                    "productKey": sub[0],
-                    "timestamp": timestamp,
-                }
-                expected = alink_sign(credential.secret, content, method)
-            else:
-                expected = enos_sign(
-                    credential.secret, enos_connect_params(client_id, *sub, timestamp), method
-                )
+            expected = dialect.sub_device_sign(credential.secret, sub, client_id, timestamp, method)
         except ClientIdError as exc:
             return fault(codes.SIGN_FAILED, f"{label}: {exc}")
         if not sign_matches(expected, sign):
             return fault(codes.SIGN_FAILED, f"{label}: the sign does not match its secret")
         max_age = self.guard.sign_max_age
-        problem = timestamp_problem(stamp, time.time() * 1000, max_age)
+        problem = timestamp_problem(stamp, self.clock.wall_ms(), max_age)
         if problem is not None:
             return fault(codes.SIGN_FAILED, f"{label}: {problem}")
         if max_age is not None and self.guard.signs.used(sub, sign):
@@ -211,7 +185,7 @@ class GatewayService:
                 entry.get("timestamp"),
                 entry.get("signMethod", entry.get("signmethod")),
                 entry.get("sign"),
-                alink=gateway.dialect == "alink",
+                gateway.dialect,
             )
             if problem is not None:
                 if problem.code == codes.DEVICE_NOT_FOUND:
@@ -278,10 +252,7 @@ class GatewayService:
             self.presence.sub_offline(
                 sub, f"moved to gateway {gateway.productKey}/{gateway.deviceKey}"
             )
-            if self.presence.dialects.get(old) == "alink":
-                self.presence.notify_topo_change(old, sub)
-            else:
-                self.presence.notify(old, "delete", sub)
+            self.presence.notify_moved(old, sub)
         gateway_id = (gateway.productKey, gateway.deviceKey)
         if self._integration(gateway_id) and gateway_id in self.presence.direct:
             identity = DeviceIdentity(gateway.productKey, gateway.deviceKey, gateway.orgId)
@@ -318,9 +289,8 @@ class GatewayService:
         apply: bool = True,
     ) -> Result:
         """Log a sub-device in; with `apply` False, only check that it could be."""
-        alink = gateway.dialect == "alink"
         problem = self._check_sign(
-            gateway.org_id, sub, client_id, timestamp, method, sign, alink=alink
+            gateway.org_id, sub, client_id, timestamp, method, sign, gateway.dialect
         )
         if problem is not None:
             return problem
@@ -416,16 +386,16 @@ class GatewayService:
             return Result(codes.DEVICE_DISABLED, f"{len(failed)} of {len(entries)} failed", data)
         return Result(data={"loginedSubDevices": logged})
 
-    async def _alink_batch_login(self, gateway: DeviceIdentity, request: Request) -> Result:
+    async def _login_all_or_none(self, gateway: DeviceIdentity, request: Request) -> Result:
         """Alink's `combine/batch_login`: at most 50, all or nothing (docs/protocol.md, 6, 8)."""
         params = request.params
         entries = params.get("deviceList") if isinstance(params, dict) else None
         if not isinstance(params, dict) or not isinstance(entries, list) or not entries:
             return fault(codes.PAYLOAD_FORMAT_ERROR, "params.deviceList must be a list")
-        if len(entries) > MAX_ALINK_BATCH:
+        if len(entries) > MAX_ALL_OR_NONE:
             return fault(
                 codes.PAYLOAD_FORMAT_ERROR,
-                f"at most {MAX_ALINK_BATCH} sub-devices in one batch, not {len(entries)}",
+                f"at most {MAX_ALL_OR_NONE} sub-devices in one batch, not {len(entries)}",
             )
         method = params.get("signMethod", params.get("signmethod"))
         subs: list[tuple[DeviceId, dict[str, Any]]] = []
@@ -449,7 +419,7 @@ class GatewayService:
             self.login(gateway, sub, *args)
         return Result(data=[{"productKey": pk, "deviceName": dn} for (pk, dn), _ in subs])
 
-    async def _alink_batch_logout(self, gateway: DeviceIdentity, request: Request) -> Result:
+    async def _logout_batch(self, gateway: DeviceIdentity, request: Request) -> Result:
         entries = request.params
         if not isinstance(entries, list) or not entries:
             return fault(codes.PAYLOAD_FORMAT_ERROR, "params must be a list of sub-devices")
@@ -499,8 +469,9 @@ class GatewayService:
             if settings.deviceType == "gateway":
                 return fault(codes.DYNAMIC_ACTIVATION_DENIED, f"params[{index}]: a gateway product")
             body = {k: v for k, v in entry.items() if k in REGISTER_FIELDS}
-            if gateway.dialect == "alink" and isinstance(entry.get("deviceName"), str):
-                body["deviceKey"] = entry["deviceName"]  # Alink's deviceName is the key
+            named = gateway.dialect.registered_key(entry)
+            if named is not None:
+                body["deviceKey"] = named
             body.setdefault("deviceName", entry.get("deviceKey") or "sub-device")
             body.setdefault("timezone", "+00:00")
             bodies.append(body)
@@ -508,17 +479,7 @@ class GatewayService:
             created = await self.registry.create_devices(gateway.org_id, bodies)
         except RegistryError as exc:
             return fault(PARAMETER_ERROR, exc.msg)
-        if gateway.dialect == "alink":
-            data = [
-                {
-                    "productKey": d.productKey,
-                    "deviceName": d.deviceKey,
-                    "deviceSecret": d.deviceSecret,
-                }
-                for d in created
-            ]
-            return Result(data=data)
-        return Result(data=[d.credentials() for d in created])
+        return Result(data=[gateway.dialect.registered(d.credentials()) for d in created])
 
 
 PARAMETER_ERROR = 460
@@ -526,25 +487,15 @@ REGISTER_FIELDS = frozenset(
     {"productKey", "deviceKey", "deviceName", "deviceDesc", "timezone", "deviceAttributes"}
 )
 
-SYS_FUNCTIONS: dict[str, Handler] = {
-    "thing/topo/add": GatewayService._topo_add,
-    "thing/topo/delete": GatewayService._topo_delete,
-    "thing/topo/get": GatewayService._topo_get,
-    "thing/device/register": GatewayService._register,
-}
-ALINK_SYS_FUNCTIONS: dict[str, Handler] = {
-    "thing/topo/add": GatewayService._topo_add,
-    "thing/topo/delete": GatewayService._topo_delete,
-    "thing/topo/get": GatewayService._topo_get,
-    "thing/sub/register": GatewayService._register,
-}
-ALINK_EXT_FUNCTIONS: dict[str, Handler] = {
-    "combine/login": GatewayService._login,
-    "combine/batch_login": GatewayService._alink_batch_login,
-    "combine/batch_logout": GatewayService._alink_batch_logout,
-}
-EXT_FUNCTIONS: dict[str, Handler] = {
-    "combine/login": GatewayService._login,
-    "combine/login/batch": GatewayService._login_batch,
-    "combine/logout": GatewayService._logout,
+# What answers each gateway request; the dialect says which topic carries which.
+FUNCTIONS: dict[GatewayFunction, Handler] = {
+    GatewayFunction.TOPO_ADD: GatewayService._topo_add,
+    GatewayFunction.TOPO_DELETE: GatewayService._topo_delete,
+    GatewayFunction.TOPO_GET: GatewayService._topo_get,
+    GatewayFunction.REGISTER: GatewayService._register,
+    GatewayFunction.LOGIN: GatewayService._login,
+    GatewayFunction.LOGIN_BATCH: GatewayService._login_batch,
+    GatewayFunction.LOGIN_ALL_OR_NONE: GatewayService._login_all_or_none,
+    GatewayFunction.LOGOUT: GatewayService._logout,
+    GatewayFunction.LOGOUT_BATCH: GatewayService._logout_batch,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from broker.protocol import downlink_filters, ext_prefix, sys_prefix
+from broker.protocol.dialects import DEFAULT, Dialect
 
 
 def device_session_key(product_key: str, device_key: str) -> str:
@@ -20,7 +21,8 @@ class DeviceIdentity:
     org_id: str
     cert_serial: str | None = None  # the client certificate it connected with, if any
     activating: bool = False  # connected with the ProductSecret, to get its DeviceSecret
-    dialect: str = "enos"  # "enos" or "alink": how it signed in, and how it is answered
+    # How it signed in, and how it is answered (its `name` is for logs and the API).
+    dialect: Dialect = DEFAULT
     sys_prefix: str = field(init=False)
     ext_prefix: str = field(init=False)
 

@@ -5,37 +5,43 @@ notices a gateway gets about its sub-devices (docs/protocol.md, sections 5 and 6
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.credentials import CredentialCache, DeviceId
 from broker.identity import DeviceIdentity, device_session_key
 from broker.links import Links, NoLinks
-from broker.protocol import downlink_filters, encode_request
+from broker.protocol import downlink_filters
+from broker.protocol.dialects import DEFAULT, Dialect
+from broker.protocol.dialects.enos import combine_notice
 from broker.subdevices import SubDeviceSessions
 from broker.writer import WriteBehind
 
 _notice_ids = itertools.count(1)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Presence:
     def __init__(
-        self, cache: CredentialCache, writer: WriteBehind, sessions: SubDeviceSessions
+        self,
+        cache: CredentialCache,
+        writer: WriteBehind,
+        sessions: SubDeviceSessions,
+        links: Links | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        on_online: Callable[[DeviceId], None] = lambda key: None,
     ) -> None:
         self.cache = cache
         self.writer = writer
         self.sessions = sessions
-        self.links: Links = NoLinks()
+        self.links: Links = links or NoLinks()
+        self.clock = clock
         self.direct: set[DeviceId] = set()
-        # How each online device speaks ("enos", "alink"): downlinks go in its dialect.
-        self.dialects: dict[DeviceId, str] = {}
+        # How each online device speaks: downlinks go in its dialect.
+        self.dialects: dict[DeviceId, Dialect] = {}
         # Told when a device comes online, directly or through a gateway (commands wait
         # for that).
-        self.on_online: Callable[[DeviceId], None] = lambda key: None
+        self.on_online = on_online
 
     @property
     def online(self) -> int:
@@ -121,24 +127,18 @@ class Presence:
 
     def notify(self, gateway: DeviceId, notice: str, sub: DeviceId) -> None:
         """`combine/{notice}` to a gateway about one of its sub-devices."""
-        payload = encode_request(
-            str(next(_notice_ids)),
-            f"combine.{notice}",
-            {"productKey": sub[0], "deviceKey": sub[1]},
-        )
-        self.links.publish(f"/ext/session/{gateway[0]}/{gateway[1]}/combine/{notice}", payload)
+        self.links.publish(*combine_notice(gateway, notice, sub, str(next(_notice_ids))))
 
-    def notify_topo_change(self, gateway: DeviceId, sub: DeviceId) -> None:
-        """Alink's `thing/topo/change` to a gateway that lost a sub-device (status 1)."""
-        params = {"status": 1, "subList": [{"productKey": sub[0], "deviceName": sub[1]}]}
-        payload = encode_request(str(next(_notice_ids)), "thing.topo.change", params)
-        self.links.publish(f"/sys/{gateway[0]}/{gateway[1]}/thing/topo/change", payload)
+    def notify_moved(self, gateway: DeviceId, sub: DeviceId) -> None:
+        """Tell a gateway, in its dialect, that a sub-device was moved to another."""
+        dialect = self.dialects.get(gateway, DEFAULT)
+        self.links.publish(*dialect.topology_removed(gateway, sub, str(next(_notice_ids))))
 
     # -- what is written -------------------------------------------------------------------
 
     def _online(self, key: DeviceId, detail: str) -> None:
         first = self.cache.mark_activated(*key)
-        now = _now_ms()
+        now = self.clock.wall_ms()
         self.writer.presence(*key, True, now, activated=first)
         event = "; ".join(filter(None, [detail, "first activation" if first else ""]))
         self.writer.event(*key, now, "online", detail=event)
@@ -147,6 +147,6 @@ class Presence:
     def _offline(self, key: DeviceId, reason: str) -> None:
         if key not in self.cache.devices:
             return  # deleted: nothing is written for it any more
-        now = _now_ms()
+        now = self.clock.wall_ms()
         self.writer.presence(*key, False, now, activated=False)
         self.writer.event(*key, now, "offline", detail=reason)

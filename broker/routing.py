@@ -24,15 +24,12 @@ from broker.protocol import (
     PayloadNotJson,
     Request,
     Uplink,
-    classify_alink_uplink,
-    classify_enos_uplink,
     codes,
-    encode_alink_reply,
-    encode_reply,
     parse_device_topic,
     parse_request,
     request_id_of,
 )
+from broker.protocol.dialects import SCRIPT_DIALECT
 from broker.protocol.scripts import SCRIPT_BAD_RESULT, ScriptError
 from broker.protocol.topics import SYS
 from broker.writer import WriteBehind
@@ -43,8 +40,6 @@ MAX_ATTRIBUTES = 100
 PAYLOAD_NOT_JSON = 6207  # the EnOS SDK's "payload must be JSON"
 PARAMETER_ERROR = 460  # the EnOS SDK's "bad parameters": params that break the thing model
 NO_METHOD = 6450  # Alink: no method after raw decoding
-# Alink answers a malformed request with its "bad parameters" code (docs/protocol.md, 7).
-ALINK_CODES = {codes.PAYLOAD_FORMAT_ERROR: PARAMETER_ERROR, codes.DEVICE_NOT_FOUND: 6100}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +121,11 @@ class Router:
     async def uplink(self, device: DeviceIdentity, topic: str, payload: bytes) -> Outcome:
         now_ms = int(time.time() * 1000)
         parsed = parse_device_topic(topic)
-        classify = classify_alink_uplink if device.dialect == "alink" else classify_enos_uplink
-        found = classify(parsed.rest) if parsed and parsed.namespace == SYS else None
+        found = (
+            device.dialect.classify_uplink(parsed.rest)
+            if parsed and parsed.namespace == SYS
+            else None
+        )
         if found is None:
             # Replies to downlinks, `/ext/session` requests and functions gatehouse does
             # not interpret: logged and passed on to subscribers.
@@ -190,10 +188,7 @@ class Router:
 
     @staticmethod
     def _reply(device: DeviceIdentity, request_id: str, result: Result, method: str) -> bytes:
-        if device.dialect == "alink":
-            code = ALINK_CODES.get(result.code, result.code)
-            return encode_alink_reply(request_id, code, result.data, result.message, method)
-        return encode_reply(request_id, result.code, result.data, result.message)
+        return device.dialect.reply(request_id, result.code, result.data, result.message, method)
 
     def _log(
         self,
@@ -432,10 +427,9 @@ class Router:
     ) -> dict[str, Any]:
         """The reply a codec encodes: in the device's dialect; for Alibaba's scripts
         always Alink's shape, whose `method` their protocolToRawData chooses a frame by."""
-        if scripted and device.dialect != "alink":
-            body = encode_alink_reply(request_id, result.code, result.data, result.message, method)
-        else:
-            body = self._reply(device, request_id, result, method)
+        envelope = SCRIPT_DIALECT if scripted else device.dialect
+        code = device.dialect.code(result.code)  # the codes are the device's dialect's
+        body = envelope.encode_reply(request_id, code, result.data, result.message, method)
         reply: dict[str, Any] = orjson.loads(body)
         return reply
 
