@@ -47,14 +47,14 @@ def _now_ms() -> int:
 
 
 def power_mode(settings: ProductSettings) -> str | None:
-    return settings.powerSaving.mode if settings.powerSaving is not None else None
+    return settings.delivery_mode  # DRX with Qmode and NB-IoT on Developer Center: PSM
 
 
 def default_timeout(settings: ProductSettings) -> float:
     """How long to wait for a device's reply, by its power-saving mode."""
     saving = settings.powerSaving
     if saving is None:
-        return DEFAULT_TIMEOUT_S
+        return DEFAULT_TIMEOUT_S if power_mode(settings) is None else SLEEP_TIMEOUT_S
     if saving.mode == "eDRX" and saving.edrxCycle is not None:
         return 2 * saving.edrxCycle + 120
     return SLEEP_TIMEOUT_S

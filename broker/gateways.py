@@ -122,8 +122,10 @@ class GatewayService:
         product = self.cache.products.get(gateway.product_key)
         return product is not None and product.product.settings.deviceType == "gateway"
 
-    def _integration(self, gateway: DeviceId) -> bool:
-        product = self.cache.products.get(gateway[0])
+    def _integration(self, sub: DeviceId) -> bool:
+        """The sub-device's product has the integration access mode (issue 16: the mode
+        is the sub-device product's)."""
+        product = self.cache.products.get(sub[0])
         return product is not None and product.product.settings.gatewayAccessMode == "integration"
 
     def _check_sign(
@@ -230,7 +232,7 @@ class GatewayService:
         gateway_id = (gateway.productKey, gateway.deviceKey)
         sub_id = (sub.productKey, sub.deviceKey)
         if (
-            self._integration(gateway_id)
+            self._integration(sub_id)
             and self.cache.gateway_of.get(sub_id) != gateway_id
             and len(self.cache.children.get(gateway_id, ())) >= self.presence.sessions.limit
         ):
@@ -254,7 +256,7 @@ class GatewayService:
             )
             self.presence.notify_moved(old, sub)
         gateway_id = (gateway.productKey, gateway.deviceKey)
-        if self._integration(gateway_id) and gateway_id in self.presence.direct:
+        if self._integration(sub) and gateway_id in self.presence.direct:
             identity = DeviceIdentity(gateway.productKey, gateway.deviceKey, gateway.orgId)
             self.presence.sub_online(identity, sub)
 
@@ -266,7 +268,7 @@ class GatewayService:
                 codes.NOT_GATEWAYS_SUB_DEVICE, f"{label} is not a sub-device of this gateway"
             )
         online = self.presence.sessions.through(*sub) == gateway
-        if online and not self._integration(gateway):
+        if online and not self._integration(sub):
             return fault(
                 codes.TOPO_DELETE_FAILED, f"{label} is online; log it out before deleting it"
             )

@@ -63,14 +63,19 @@ class Presence:
         self.direct.add(key)
         self.dialects[key] = device.dialect
         self._online(key, "")
-        product = self.cache.products.get(device.product_key)
-        if product is not None and product.product.settings.gatewayAccessMode == "integration":
-            for sub in sorted(self.cache.children.get(key, ())):
-                if self.sessions.full(key):
-                    break
-                credential = self.cache.devices.get(sub)
-                if credential is not None and credential.enabled:
-                    self.sub_online(device, sub)
+        # Sub-devices whose product has the integration access mode come online with it.
+        for sub in sorted(self.cache.children.get(key, ())):
+            if self.sessions.full(key):
+                break
+            product = self.cache.products.get(sub[0])
+            credential = self.cache.devices.get(sub)
+            if (
+                product is not None
+                and product.product.settings.gatewayAccessMode == "integration"
+                and credential is not None
+                and credential.enabled
+            ):
+                self.sub_online(device, sub)
 
     def disconnected(self, device: DeviceIdentity) -> None:
         key = device.key

@@ -43,6 +43,12 @@ class Conflict(RegistryError):
     status = 409
 
 
+class ModelNotFound(InvalidArgument):
+    """A product names a thing model that does not exist: EnOS v2.1's 11699."""
+
+    code = 11699
+
+
 class DeviceKeyExists(Conflict):
     code = 11702
 

@@ -193,4 +193,74 @@ MIGRATIONS: tuple[str, ...] = (
         created_at INTEGER NOT NULL
     );
     """,
+    # 7: the product model of Quectel's Developer Center and EnOS (issue 16): projects,
+    # development status, product images; product settings carried to the new rules
+    # (README, "Products")
+    """
+    CREATE TABLE projects (
+        org_id TEXT NOT NULL REFERENCES organizations(org_id),
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, project_id),
+        UNIQUE (org_id, name)
+    );
+    INSERT INTO projects (org_id, project_id, name, description, created_at)
+        SELECT org_id, 'default', 'Default project', '', created_at FROM organizations;
+    ALTER TABLE products ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE products ADD COLUMN dev_status TEXT NOT NULL DEFAULT 'development';
+    ALTER TABLE products ADD COLUMN released_at INTEGER;
+    CREATE INDEX products_by_project ON products(org_id, project_id);
+    CREATE TABLE product_images (
+        product_key TEXT PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+        content_type TEXT NOT NULL,
+        content BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    -- The access mode and the specified gateway are the sub-device product's now.
+    UPDATE products SET settings = json_set(settings, '$.gatewayAccessMode',
+        CASE WHEN EXISTS (
+            SELECT 1 FROM topology t JOIN products g ON g.product_key = t.gateway_product_key
+            WHERE t.product_key = products.product_key
+            AND json_extract(g.settings, '$.gatewayAccessMode') = 'integration'
+        ) OR EXISTS (
+            SELECT 1 FROM json_each(products.settings, '$.specifiedGateway.gatewayProductKeys') k
+            JOIN products g ON g.product_key = k.value
+            WHERE json_extract(g.settings, '$.gatewayAccessMode') = 'integration'
+        ) THEN 'integration' ELSE 'proxy' END)
+        WHERE json_extract(settings, '$.deviceType') = 'subdevice';
+    UPDATE products SET settings = json_set(settings, '$.specifiedGateway.enabled', json('false'))
+        WHERE json_extract(settings, '$.deviceType') <> 'subdevice';
+    UPDATE products SET settings = json_set(settings, '$.gatewayAccessMode', json('null'))
+        WHERE json_extract(settings, '$.deviceType') <> 'subdevice';
+    -- Sub-devices have no network; the platform is NB-IoT's, encryption and power
+    -- saving China Telecom AEP's.
+    UPDATE products SET settings = json_set(settings, '$.networkMethod', json('null'),
+        '$.encryption', json('null'), '$.powerSaving', json('null'))
+        WHERE json_extract(settings, '$.deviceType') = 'subdevice';
+    UPDATE products SET settings = json_set(settings, '$.connectedPlatform', json('null'))
+        WHERE COALESCE(json_extract(settings, '$.networkMethod'), '') <> 'NB-IoT';
+    UPDATE products SET settings = json_set(settings, '$.connectedPlatform',
+        CASE WHEN json_extract(settings, '$.encryption') IS NOT NULL
+            OR json_extract(settings, '$.powerSaving') IS NOT NULL
+            OR lower(COALESCE(json_extract(settings, '$.connectedPlatform'), '')) LIKE '%aep%'
+            OR lower(COALESCE(json_extract(settings, '$.connectedPlatform'), '')) LIKE '%telecom%'
+        THEN 'ChinaTelecomAEP' ELSE 'DeveloperCenter' END)
+        WHERE json_extract(settings, '$.networkMethod') = 'NB-IoT';
+    UPDATE products SET settings = json_set(settings,
+        '$.encryption', COALESCE(json_extract(settings, '$.encryption'), 'DTLS'),
+        '$.powerSaving', COALESCE(json_extract(settings, '$.powerSaving'), json('{"mode": "PSM"}')))
+        WHERE json_extract(settings, '$.connectedPlatform') = 'ChinaTelecomAEP';
+    -- A free-text category becomes a tag; the product is Self-defined Development.
+    UPDATE products SET settings = json_set(
+        json_insert(settings, '$.productTags.category', json_extract(settings, '$.category')),
+        '$.category', 'self-defined')
+        WHERE json_extract(settings, '$.category') IS NOT NULL
+        AND json_extract(settings, '$.category') NOT IN ('self-defined', 'th-sensor',
+            'smart-plug', 'gateway',
+            'energy-meter', 'quecone-light');
+    UPDATE products SET settings = json_set(settings, '$.category', 'self-defined')
+        WHERE json_extract(settings, '$.category') IS NULL;
+    """,
 )

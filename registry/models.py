@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from registry.catalogue import DEFAULT_CATEGORY, category
+
 # Matched whole (fullmatch): with `^...$` and match(), "abcd\n" would pass, since `$`
 # also matches before a trailing newline.
 DEVICE_KEY = re.compile(r"[A-Za-z0-9_.\-]{4,32}")
@@ -31,6 +33,10 @@ TIMEZONE = re.compile(r"[+-](0\d|1[0-4]):[0-5]\d")
 CODEC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 DeviceType = Literal["direct", "gateway", "subdevice"]
+ConnectedPlatform = Literal["DeveloperCenter", "ChinaTelecomAEP"]
+# The console's labels, accepted on input.
+PLATFORM_LABELS = {"Developer Center": "DeveloperCenter", "China Telecom AEP": "ChinaTelecomAEP"}
+AccessMode = Literal["proxy", "integration"]
 NetworkMethod = Literal["2G", "3G", "4G", "5G", "Wi-Fi", "NB-IoT", "Bluetooth"]
 GATEWAY_NETWORKS = frozenset({"2G", "3G", "4G", "5G", "Wi-Fi"})
 BindingMode = Literal["multi", "alternate", "single"]
@@ -76,14 +82,18 @@ Tags = Annotated[dict[str, str], Field(max_length=100)]
 
 
 class PowerSaving(BaseModel):
-    """NB-IoT power-saving mode; `edrxCycle` (seconds) only with eDRX."""
+    """NB-IoT power-saving mode on China Telecom AEP; `edrxCycle` (seconds) only with
+    eDRX, `qmode` (commands issued in Qmode, in the device's wake window) only with DRX."""
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["PSM", "DRX", "eDRX"]
     edrxCycle: float | None = None
+    qmode: bool = False
 
     @model_validator(mode="after")
     def _cycle(self) -> PowerSaving:
+        if self.qmode and self.mode != "DRX":
+            raise ValueError(f"qmode applies only to DRX, not {self.mode}")
         if self.mode == "eDRX":
             if self.edrxCycle is None:
                 raise ValueError("eDRX needs edrxCycle (seconds)")
@@ -123,17 +133,22 @@ class ProductSettings(BaseModel):
     productName: I18n
     productDesc: str = Field(default="", max_length=500)
     productTags: Tags = Field(default_factory=dict)
-    category: str | None = Field(default=None, max_length=64)
+    # A catalogue category (registry.catalogue); one with a standard thing model gives
+    # the product that model.
+    category: str = Field(default=DEFAULT_CATEGORY, max_length=64)
     deviceType: DeviceType = "direct"
     networkMethod: NetworkMethod | None = None
     dataFormat: Literal["Json", "Custom"] = "Json"
     # Custom products: the codec that turns raw bytes into TSL requests and replies back.
     codec: CodecName | None = None
-    connectedPlatform: str | None = Field(default=None, max_length=64)
+    # NB-IoT only: how the devices reach the platform; encryption and powerSaving are
+    # chosen on China Telecom AEP.
+    connectedPlatform: ConnectedPlatform | None = None
     encryption: Literal["DTLS", "plaintext"] | None = None
     powerSaving: PowerSaving | None = None
+    # Sub-device products only: which gateways, and how a gateway carries the devices.
     specifiedGateway: SpecifiedGateway = Field(default_factory=SpecifiedGateway)
-    gatewayAccessMode: Literal["proxy", "integration"] | None = None
+    gatewayAccessMode: AccessMode | None = None
     dynamicGatewaySwitching: bool = True
     bindingMode: BindingMode | None = None
     sharingEnabled: bool = True
@@ -166,6 +181,14 @@ class ProductSettings(BaseModel):
             data.setdefault("deviceType", mapped)
         if data.get("dataFormat") == "TSL":
             data["dataFormat"] = "Json"
+        chosen = data.get("category")
+        if isinstance(chosen, str) and chosen:
+            template = category(chosen)
+            if template.modelId is not None:
+                data.setdefault("modelId", template.modelId)
+        platform = data.get("connectedPlatform")
+        if isinstance(platform, str):
+            data["connectedPlatform"] = PLATFORM_LABELS.get(platform, platform)
         return data
 
     @model_validator(mode="after")
@@ -176,21 +199,9 @@ class ProductSettings(BaseModel):
             raise ValueError(
                 f"defaultValidDay {self.defaultValidDay} is above maxValidDay {self.maxValidDay}"
             )
-        gateway = self.deviceType == "gateway"
-        network = self.networkMethod
-        if gateway and network is not None and network not in GATEWAY_NETWORKS:
-            raise ValueError(f"a gateway's networkMethod must be 2G to 5G or Wi-Fi, not {network}")
-        nb_iot = self.networkMethod == "NB-IoT"
-        if self.encryption is not None and not nb_iot:
-            raise ValueError("encryption (DTLS or plaintext) applies only to NB-IoT products")
-        if self.powerSaving is not None and not nb_iot:
-            raise ValueError("powerSaving (PSM, DRX, eDRX) applies only to NB-IoT products")
-        if gateway and self.specifiedGateway.enabled:
-            raise ValueError("specifiedGateway applies to sub-device products, not gateways")
-        if not gateway and self.gatewayAccessMode is not None:
-            raise ValueError("gatewayAccessMode applies only to gateway products")
-        if gateway and self.gatewayAccessMode is None:
-            self.gatewayAccessMode = "proxy"
+        self._category_rules()
+        self._network_rules()
+        self._sub_device_rules()
         bluetooth = self.networkMethod == "Bluetooth"
         if self.bindingMode is None:
             self.bindingMode = "alternate" if bluetooth else "multi"
@@ -198,9 +209,83 @@ class ProductSettings(BaseModel):
             raise ValueError("a Bluetooth product's bindingMode must be alternate or single")
         return self
 
+    def _category_rules(self) -> None:
+        template = category(self.category)
+        if template.deviceType is not None and template.deviceType != self.deviceType:
+            raise ValueError(
+                f"category {template.categoryId} is for {template.deviceType} products,"
+                f" not {self.deviceType}"
+            )
+        if template.modelId is not None and self.modelId != template.modelId:
+            raise ValueError(
+                f"category {template.categoryId} defines its thing model: modelId must be"
+                f" {template.modelId} (or left out)"
+            )
+
+    def _network_rules(self) -> None:
+        """Quectel's network connection method, connected platform, encryption and power
+        saving: NB-IoT only for directly connected devices, gateways 2G to 5G or Wi-Fi,
+        sub-devices none; the platform only for NB-IoT; encryption and power saving
+        only on China Telecom AEP."""
+        network = self.networkMethod
+        if self.deviceType == "subdevice" and network is not None:
+            raise ValueError(
+                "a sub-device product has no networkMethod: its devices connect through a gateway"
+            )
+        if self.deviceType == "gateway" and network is not None and network not in GATEWAY_NETWORKS:
+            raise ValueError(f"a gateway's networkMethod must be 2G to 5G or Wi-Fi, not {network}")
+        if network != "NB-IoT":
+            if self.connectedPlatform is not None:
+                raise ValueError("connectedPlatform applies only to NB-IoT products")
+            if self.encryption is not None:
+                raise ValueError("encryption (DTLS or plaintext) applies only to NB-IoT products")
+            if self.powerSaving is not None:
+                raise ValueError("powerSaving (PSM, DRX, eDRX) applies only to NB-IoT products")
+            return
+        if self.connectedPlatform is None:
+            # Encryption and power saving exist only on AEP: giving one names the platform.
+            chosen = self.encryption is not None or self.powerSaving is not None
+            self.connectedPlatform = "ChinaTelecomAEP" if chosen else "DeveloperCenter"
+        if self.connectedPlatform == "DeveloperCenter":
+            if self.encryption is not None or self.powerSaving is not None:
+                raise ValueError(
+                    "encryption and powerSaving are chosen on connectedPlatform ChinaTelecomAEP;"
+                    " on DeveloperCenter the NB broker decides (see the README)"
+                )
+            return
+        if self.powerSaving is None:
+            raise ValueError("connectedPlatform ChinaTelecomAEP needs powerSaving (PSM, DRX, eDRX)")
+        if self.encryption is None:
+            self.encryption = "DTLS"
+
+    def _sub_device_rules(self) -> None:
+        if self.deviceType != "subdevice":
+            if self.specifiedGateway.enabled:
+                raise ValueError("specifiedGateway applies only to sub-device products")
+            if self.gatewayAccessMode is not None:
+                raise ValueError("gatewayAccessMode applies only to sub-device products")
+        elif self.gatewayAccessMode is None:
+            self.gatewayAccessMode = "proxy"
+
     @property
     def productType(self) -> str:
         return "Gateway" if self.deviceType == "gateway" else "Device"
+
+    @property
+    def delivery_mode(self) -> Literal["PSM", "eDRX"] | None:
+        """How commands reach a device: PSM holds them for its next uplink, eDRX sends
+        them while it is connected and holds them otherwise, None sends them at once.
+
+        DRX with Qmode, and NB-IoT on the Developer Center platform, are PSM: the
+        device is reachable only in the window after it has sent something."""
+        saving = self.powerSaving
+        if saving is not None:
+            if saving.mode == "DRX":
+                return "PSM" if saving.qmode else None
+            return saving.mode
+        if self.networkMethod == "NB-IoT" and self.connectedPlatform == "DeveloperCenter":
+            return "PSM"
+        return None
 
 
 class ProductCreate(ProductSettings):
@@ -208,20 +293,28 @@ class ProductCreate(ProductSettings):
 
     productKey: ProductKey | None = None
     productSecret: Secret | None = None
+    projectId: str | None = Field(default=None, max_length=32)
 
     def settings(self) -> ProductSettings:
-        data = self.model_dump(exclude={"productKey", "productSecret"})
+        data = self.model_dump(exclude={"productKey", "productSecret", "projectId"})
         return ProductSettings.model_validate(data)
 
 
+DevelopmentStatus = Literal["development", "released"]
+
+
 class Product(BaseModel):
-    """A stored product."""
+    """A stored product: its settings, and where it stands (project, development status)."""
 
     orgId: str
     productKey: str
     productSecret: str
     settings: ProductSettings
     createdAt: int
+    projectId: str = "default"
+    developmentStatus: DevelopmentStatus = "development"
+    releasedAt: int | None = None
+    hasImage: bool = False
 
     def view(self) -> dict[str, Any]:
         """The API's view of a product (secret included: the caller owns it)."""
@@ -232,6 +325,10 @@ class Product(BaseModel):
             productType=self.settings.productType,
             orgId=self.orgId,
             createdAt=self.createdAt,
+            projectId=self.projectId,
+            developmentStatus=self.developmentStatus,
+            releasedAt=self.releasedAt,
+            hasImage=self.hasImage,
         )
         return data
 
@@ -325,6 +422,26 @@ class Organization(BaseModel):
     secretHash: str
     admin: bool
     createdAt: int
+
+
+class Project(BaseModel):
+    """A Developer Center project: an organisation's products live in one."""
+
+    orgId: str
+    projectId: str
+    name: str
+    description: str = ""
+    createdAt: int
+
+    def view(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"orgId"})
+
+
+class ProductImage(BaseModel):
+    productKey: str
+    contentType: Literal["image/png", "image/jpeg"]
+    content: bytes
+    updatedAt: int
 
 
 class Binding(BaseModel):

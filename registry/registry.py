@@ -7,6 +7,7 @@ with the models in `registry.models`, so every face gets the same checks and mes
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from pydantic import BaseModel, ValidationError
 
 from certs import CertificateAuthority, CertificateError, Issued
 from registry import ids
+from registry.catalogue import category
 from registry.errors import (
     Conflict,
     DeviceKeyExists,
     DeviceLimitExceeded,
     Forbidden,
     InvalidArgument,
+    ModelNotFound,
     NotFound,
     Unauthorized,
 )
@@ -35,8 +38,10 @@ from registry.models import (
     Organization,
     Product,
     ProductCreate,
+    ProductImage,
     ProductSettings,
     ProductStats,
+    Project,
     ThingModel,
     ThingModelCreate,
     Topology,
@@ -49,6 +54,14 @@ from registry.tsl import CompiledModel, compile_model
 M = TypeVar("M", bound=BaseModel)
 USER_ID = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")  # matched whole (fullmatch)
 MAX_BATCH = 50_000
+DEFAULT_PROJECT = "default"  # every organisation's first project (migration 7 for old ones)
+PROJECT_ID = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+MAX_IMAGE_BYTES = 1024 * 1024  # a product image: PNG or JPEG up to 1 MiB
+IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+# What a released product may still change: the rest is frozen with its thing model.
+EDITABLE_WHEN_RELEASED = frozenset(
+    {"productName", "productDesc", "productTags", "bindingMode", "sharingEnabled"}
+)
 
 
 def validate(model: type[M], data: Any, what: str) -> M:
@@ -221,6 +234,14 @@ class Registry:
             await self.store.insert_org(org)
         except Duplicate:
             raise Conflict("an organisation with that id or access key exists") from None
+        await self.store.insert_project(
+            Project(
+                orgId=org.orgId,
+                projectId=DEFAULT_PROJECT,
+                name="Default project",
+                createdAt=org.createdAt,
+            )
+        )
         for observer in self.observers:
             observer.org_saved(org)
         return org, secret
@@ -264,6 +285,13 @@ class Registry:
         spec = validate(ThingModelCreate, body, "thing model")
         compiled = compile_model(spec.tsl)
         old = await self.get_model(org_id, spec.modelId)
+        for product_key in await self.store.products_using_model(org_id, spec.modelId):
+            user = await self.store.get_product(product_key)
+            if user is not None and user.developmentStatus == "released":
+                raise Conflict(
+                    f"thing model {spec.modelId!r} is used by released product {product_key};"
+                    " a released product's thing model is frozen"
+                )
         model = old.model_copy(
             update={"name": spec.name or old.name, "desc": spec.desc, "tsl": spec.tsl}
         )
@@ -305,6 +333,10 @@ class Registry:
     async def create_product(self, org_id: str, body: Any) -> Product:
         spec = validate(ProductCreate, body, "product")
         settings = spec.settings()
+        project_id = spec.projectId or DEFAULT_PROJECT
+        if await self.store.get_project(org_id, project_id) is None:
+            raise NotFound(f"project {project_id!r} does not exist")
+        await self._category_model(org_id, settings)
         await self._check_settings(org_id, settings, product_key=None)
         product_key = spec.productKey or ids.product_key()
         if spec.productKey and await self.store.get_product(product_key) is not None:
@@ -315,6 +347,7 @@ class Registry:
             productSecret=spec.productSecret or ids.product_secret(),
             settings=settings,
             createdAt=ids.now_ms(),
+            projectId=project_id,
         )
         try:
             await self.store.insert_product(product)
@@ -333,7 +366,7 @@ class Registry:
         if holder is not None and holder != product_key:
             raise Conflict(f"a product named {name!r} exists ({holder})")
         if await self.store.get_model(org_id, settings.modelId) is None:
-            raise InvalidArgument(
+            raise ModelNotFound(
                 f"modelId {settings.modelId!r} does not exist; create the thing model first"
             )
         for gateway_pk in settings.specifiedGateway.gatewayProductKeys:
@@ -354,23 +387,52 @@ class Registry:
                     f"specifiedGateway: device {ref.productKey}/{ref.deviceKey} is not a gateway"
                 )
 
+    async def _category_model(self, org_id: str, settings: ProductSettings) -> None:
+        """A standard-TSL category's thing model, created in the organisation on first use."""
+        template = category(settings.category)
+        if template.modelId is None or template.tsl is None:
+            return
+        if await self.store.get_model(org_id, template.modelId) is None:
+            with contextlib.suppress(Conflict):  # made meanwhile by another call
+                await self.create_model(
+                    org_id,
+                    {
+                        "modelId": template.modelId,
+                        "name": template.name,
+                        "desc": f"the standard thing model of category {template.categoryId}",
+                        "tsl": template.tsl,
+                    },
+                )
+
     async def get_product(self, org_id: str, product_key: str) -> Product:
         product = await self.store.get_product(product_key)
         if product is None or product.orgId != org_id:
             raise NotFound(f"product {product_key!r} does not exist")
         return product
 
-    async def list_products(self, org_id: str, page: Page) -> tuple[list[Product], int]:
-        products = await self.store.list_products(org_id, page.offset, page.size)
-        return products, await self.store.count_products(org_id)
+    async def list_products(
+        self, org_id: str, page: Page, project_id: str | None = None
+    ) -> tuple[list[Product], int]:
+        """The organisation's products, of one project if named, newest first."""
+        if project_id is not None and await self.store.get_project(org_id, project_id) is None:
+            raise NotFound(f"project {project_id!r} does not exist")
+        products = await self.store.list_products(org_id, page.offset, page.size, project_id)
+        return products, await self.store.count_products(org_id, project_id)
 
     async def update_product(self, org_id: str, product_key: str, changes: Any) -> Product:
         product = await self.get_product(org_id, product_key)
         if not isinstance(changes, Mapping):
             raise InvalidArgument("product update must be a JSON object")
-        for fixed in ("productKey", "productSecret"):
+        for fixed in ("productKey", "productSecret", "projectId", "developmentStatus"):
             if fixed in changes:
-                raise InvalidArgument(f"{fixed} cannot change")
+                raise InvalidArgument(f"{fixed} cannot change by update")
+        if product.developmentStatus == "released":
+            frozen = sorted(set(changes) - EDITABLE_WHEN_RELEASED)
+            if frozen:
+                raise Conflict(
+                    f"product {product_key} is released; {', '.join(frozen)} cannot change"
+                    f" (only {', '.join(sorted(EDITABLE_WHEN_RELEASED))} and its image can)"
+                )
         merged = product.settings.model_dump(mode="json")
         # Settings whose default follows another setting are re-derived when that one changes.
         type_changes = "productType" in changes or "deviceType" in changes
@@ -380,6 +442,8 @@ class Registry:
             merged.pop("gatewayAccessMode")
         if "networkMethod" in changes and "bindingMode" not in changes:
             merged.pop("bindingMode")
+        if "networkMethod" in changes and "connectedPlatform" not in changes:
+            merged.pop("connectedPlatform")
         merged.update(changes)
         settings = validate(ProductSettings, merged, "product")
         await self._check_settings(org_id, settings, product_key=product_key)
@@ -405,8 +469,79 @@ class Registry:
         for observer in self.observers:
             observer.product_saved(product)
 
-    async def delete_product(self, org_id: str, product_key: str) -> None:
+    async def release_product(self, org_id: str, product_key: str) -> Product:
+        """In development, then released: release freezes what devices rely on."""
+        product = await self.get_product(org_id, product_key)
+        if product.developmentStatus == "released":
+            raise Conflict(f"product {product_key} is released already")
+        updated = product.model_copy(
+            update={"developmentStatus": "released", "releasedAt": ids.now_ms()}
+        )
+        await self.store.replace_product(updated)
+        self._product_saved(updated)
+        return updated
+
+    async def put_product_image(self, org_id: str, product_key: str, content: bytes) -> Product:
+        """Store (or replace) the product's image: PNG or JPEG, up to MAX_IMAGE_BYTES."""
+        product = await self.get_product(org_id, product_key)
+        if not 0 < len(content) <= MAX_IMAGE_BYTES:
+            raise InvalidArgument(
+                f"a product image is 1 to {MAX_IMAGE_BYTES} bytes, not {len(content)}"
+            )
+        kind = next((t for magic, t in IMAGE_TYPES.items() if content.startswith(magic)), None)
+        if kind is None:
+            raise InvalidArgument("a product image must be a PNG or a JPEG")
+        image = ProductImage(
+            productKey=product_key, contentType=kind, content=content, updatedAt=ids.now_ms()
+        )
+        await self.store.put_product_image(image)
+        return product.model_copy(update={"hasImage": True})
+
+    async def get_product_image(self, org_id: str, product_key: str) -> ProductImage:
         await self.get_product(org_id, product_key)
+        image = await self.store.get_product_image(product_key)
+        if image is None:
+            raise NotFound(f"product {product_key!r} has no image")
+        return image
+
+    async def delete_product_image(self, org_id: str, product_key: str) -> None:
+        await self.get_product(org_id, product_key)
+        if not await self.store.delete_product_image(product_key):
+            raise NotFound(f"product {product_key!r} has no image")
+
+    # ------------------------------------------------------------------ projects
+
+    async def create_project(self, org_id: str, body: Any) -> Project:
+        if not isinstance(body, Mapping):
+            raise InvalidArgument("project must be a JSON object")
+        name, project_id = body.get("name"), body.get("projectId") or ids.random_token(8)
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise InvalidArgument("project.name is required: 1 to 100 characters")
+        if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id):
+            raise InvalidArgument("project.projectId must be 1 to 32 letters, digits, _ or -")
+        description = body.get("description", "")
+        if not isinstance(description, str) or len(description) > 500:
+            raise InvalidArgument("project.description must be text up to 500 characters")
+        project = Project(
+            orgId=org_id,
+            projectId=project_id,
+            name=name,
+            description=description,
+            createdAt=ids.now_ms(),
+        )
+        try:
+            await self.store.insert_project(project)
+        except Duplicate:
+            raise Conflict("a project with that id or name exists") from None
+        return project
+
+    async def list_projects(self, org_id: str) -> list[Project]:
+        return await self.store.list_projects(org_id)
+
+    async def delete_product(self, org_id: str, product_key: str) -> None:
+        product = await self.get_product(org_id, product_key)
+        if product.developmentStatus == "released":
+            raise Conflict(f"product {product_key} is released; a released product stays")
         count = await self.store.count_devices(product_key)
         if count:
             raise Conflict(f"product {product_key!r} has {count} devices; delete them first")

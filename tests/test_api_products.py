@@ -49,7 +49,7 @@ def test_defaults_and_gateway_mapping(make_product: Callable[..., str], api: Api
     gateway = api("products", "get", productKey=make_product(productType="Gateway")).data
     assert gateway["deviceType"] == "gateway"
     assert gateway["productType"] == "Gateway"
-    assert gateway["gatewayAccessMode"] == "proxy"
+    assert gateway["gatewayAccessMode"] is None  # the sub-device product's (issue 16)
     direct = api("products", "get", productKey=make_product()).data
     assert direct["deviceType"] == "direct"
     assert direct["bindingMode"] == "multi"
@@ -57,6 +57,7 @@ def test_defaults_and_gateway_mapping(make_product: Callable[..., str], api: Api
     assert direct["dataFormat"] == "Json"
     sub = api("products", "get", productKey=make_product(deviceType="subdevice")).data
     assert sub["deviceType"] == "subdevice" and sub["productType"] == "Device"
+    assert sub["gatewayAccessMode"] == "proxy"
     tsl = api("products", "get", productKey=make_product(dataFormat="TSL")).data
     assert tsl["dataFormat"] == "Json"
     bluetooth = api("products", "get", productKey=make_product(networkMethod="Bluetooth")).data
@@ -91,7 +92,7 @@ def test_product_keys_are_unique(make_product: Callable[..., str]) -> None:
             "only to eDRX",
         ),
         ({"specifiedGateway": {"enabled": True}}, "must name gateway products or devices"),
-        ({"gatewayAccessMode": "integration"}, "only to gateway products"),
+        ({"gatewayAccessMode": "integration"}, "only to sub-device products"),
         ({"productType": "Gadget"}, "productType must be Device or Gateway"),
         ({"productType": "Gateway", "deviceType": "direct"}, "contradicts"),
         ({"bindingMode": "sometimes"}, "bindingMode"),
@@ -120,7 +121,7 @@ def test_nb_iot_power_saving_and_encryption(make_product: Callable[..., str], ap
         powerSaving={"mode": "eDRX", "edrxCycle": 81.92},
     )
     product = api("products", "get", productKey=key).data
-    assert product["powerSaving"] == {"mode": "eDRX", "edrxCycle": 81.92}
+    assert product["powerSaving"] == {"mode": "eDRX", "edrxCycle": 81.92, "qmode": False}
     assert product["encryption"] == "DTLS"
 
 
@@ -134,7 +135,7 @@ def test_duplicate_name_is_refused(api: Api, model_id: str) -> None:
 
 def test_unknown_model_is_refused(api: Api) -> None:
     reply = api("products", "create", {"productName": unique("p"), "modelId": "no-such-model"})
-    assert (reply.status, reply.code) == (400, 99400)
+    assert (reply.status, reply.code) == (400, 11699)  # EnOS v2.1's code
     assert "modelId 'no-such-model' does not exist" in reply.msg
 
 
@@ -179,14 +180,14 @@ def test_specified_gateway_names_real_gateways(make_product: Callable[..., str],
         {"specifiedGateway": {"enabled": True, "gatewayProductKeys": [gateway]}},
         productKey=gateway,
     )
-    assert reply.status == 400 and "not gateways" in reply.msg
+    assert reply.status == 400 and "only to sub-device products" in reply.msg
 
 
 def test_update_validates_the_merged_settings(make_product: Callable[..., str], api: Api) -> None:
     key = make_product(networkMethod="NB-IoT", powerSaving={"mode": "PSM"})
     updated = api("products", "update", {"productDesc": "new words"}, productKey=key).data
     assert updated["productDesc"] == "new words"
-    assert updated["powerSaving"] == {"mode": "PSM", "edrxCycle": None}
+    assert updated["powerSaving"] == {"mode": "PSM", "edrxCycle": None, "qmode": False}
     reply = api("products", "update", {"networkMethod": "4G"}, productKey=key)
     assert reply.status == 400 and "only to NB-IoT" in reply.msg
     reply = api("products", "update", {"productKey": "other"}, productKey=key)

@@ -286,10 +286,11 @@ def test_a_direct_device_logged_in_through_a_gateway_loses_its_own_connection(
 
 
 def test_an_integration_gateway_vouches_for_its_sub_devices(
-    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str], sub_product: str
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
 ) -> None:
-    gateway = new_device(api, make_product(deviceType="gateway", gatewayAccessMode="integration"))
-    sub = new_device(api, sub_product)
+    # The access mode is the sub-device product's (issue 16).
+    gateway = new_device(api, make_product(deviceType="gateway"))
+    sub = new_device(api, make_product(deviceType="subdevice", gatewayAccessMode="integration"))
     with connect(gatehouse.mqtt_port, gateway) as client:
         assert topo_add(client, gateway, sub)["code"] == 200
         # No combine/login: the sub-device is online with its gateway.

@@ -84,15 +84,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     )
     gateway = await registry.create_product(
         org.orgId,
+        {"productName": "gw", "modelId": "m", "deviceType": "gateway"},
+    )
+    # The access mode is the sub-device product's (issue 16).
+    sub = await registry.create_product(
+        org.orgId,
         {
-            "productName": "gw",
+            "productName": "sub",
             "modelId": "m",
-            "deviceType": "gateway",
+            "deviceType": "subdevice",
             "gatewayAccessMode": "integration",
         },
-    )
-    sub = await registry.create_product(
-        org.orgId, {"productName": "sub", "modelId": "m", "deviceType": "subdevice"}
     )
     # As broker.gate wires them: the cache follows the registry, presence follows the cache.
     cache = CredentialCache()
@@ -123,8 +125,11 @@ async def test_the_online_count_follows_every_path(world: World) -> None:
     presence.connected(world.identity("d1"))
     presence.connected(world.identity("d2"))
     world.check(["d1", "d2"])
-    # An integration gateway logs its topology in when it connects.
+    # A gateway logs in the sub-devices of integration products when it connects; d3, a
+    # directly connected product's device, has no access mode: it logs in itself (proxy).
     presence.connected(world.identity("g1"))
+    world.check(["d1", "d2", "g1", "s1", "s2"])
+    presence.sub_online(world.identity("g1"), world.key("d3"))
     world.check(["d1", "d2", "g1", "s1", "s2", "d3"])
     presence.connected(world.identity("g2"))
     world.check(["d1", "d2", "g1", "s1", "s2", "d3", "g2", "s3", "s4"])

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from broker.api.bindings import BINDING_ACTIONS
 from broker.api.broker_stats import StatsSource, broker_actions
 from broker.api.calls import Call, Handler
+from broker.api.catalogue import CATEGORY_ACTIONS, PROJECT_ACTIONS
 from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
 from broker.api.device_topos import topo_actions
@@ -28,7 +29,7 @@ from broker.api.live_stream import stream_endpoint
 from broker.api.metrics import Metrics, metrics_endpoint
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.product_scripts import SCRIPT_ACTIONS
-from broker.api.products import PRODUCT_ACTIONS, STATISTICS_ACTIONS
+from broker.api.products import IMAGE_ACTIONS, PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.subscriptions import subscription_actions
 from broker.api.thing_models import MODEL_ACTIONS
 from broker.api.webhooks import webhook_actions
@@ -63,6 +64,9 @@ RESOURCES: dict[str, dict[str, Handler]] = {
     "organizations": ORG_ACTIONS,
     "device-certificates": CERTIFICATE_ACTIONS,
     "product-scripts": SCRIPT_ACTIONS,
+    "product-images": IMAGE_ACTIONS,
+    "categories": CATEGORY_ACTIONS,
+    "projects": PROJECT_ACTIONS,
 }
 
 # Body schemas shown in the OpenAPI document for the actions that take one.

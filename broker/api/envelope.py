@@ -17,7 +17,7 @@ class EnvelopeResponse(Response):
 
 
 def request_id() -> str:
-    return uuid.uuid4().hex
+    return str(uuid.uuid4())  # the form of EnOS's samples
 
 
 def ok(data: Any = None, **extra: Any) -> EnvelopeResponse:

@@ -1,11 +1,15 @@
-"""`/products` and `/statistics` actions."""
+"""`/products` and `/statistics` actions, and the product's image (`product-images`)."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from starlette.responses import Response
 
 from broker.api.calls import Call, Handler, pagination
 from broker.api.envelope import ok
+from registry import InvalidArgument
 
 
 async def create(call: Call) -> Response:
@@ -19,9 +23,17 @@ async def get(call: Call) -> Response:
 
 
 async def list_(call: Call) -> Response:
+    """Newest first, as the Developer Center lists them; `projectId` narrows to a project."""
     page = call.page()
-    products, total = await call.registry.list_products(call.org.orgId, page)
+    products, total = await call.registry.list_products(
+        call.org.orgId, page, call.query.get("projectId") or None
+    )
     return ok([p.view() for p in products], pagination=pagination(page, total))
+
+
+async def release(call: Call) -> Response:
+    product = await call.registry.release_product(call.org.orgId, call.param("productKey"))
+    return ok(product.view())
 
 
 async def update(call: Call) -> Response:
@@ -48,11 +60,44 @@ async def statistics_list(call: Call) -> Response:
     return ok([s.model_dump() for s in stats], pagination=pagination(page, total))
 
 
+async def put_image(call: Call) -> Response:
+    """`{"imageBase64": ...}`: a PNG or JPEG, stored (replacing one there)."""
+    encoded = call.field("imageBase64")
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("body field imageBase64 is not valid base64") from None
+    product = await call.registry.put_product_image(
+        call.org.orgId, call.param("productKey"), content
+    )
+    return ok(product.view())
+
+
+async def get_image(call: Call) -> Response:
+    image = await call.registry.get_product_image(call.org.orgId, call.param("productKey"))
+    return ok(
+        {
+            "productKey": image.productKey,
+            "contentType": image.contentType,
+            "size": len(image.content),
+            "updatedAt": image.updatedAt,
+            "imageBase64": base64.b64encode(image.content).decode(),
+        }
+    )
+
+
+async def delete_image(call: Call) -> Response:
+    await call.registry.delete_product_image(call.org.orgId, call.param("productKey"))
+    return ok()
+
+
 PRODUCT_ACTIONS: dict[str, Handler] = {
     "create": create,
     "get": get,
     "list": list_,
     "update": update,
     "delete": delete,
+    "release": release,
 }
+IMAGE_ACTIONS: dict[str, Handler] = {"put": put_image, "get": get_image, "delete": delete_image}
 STATISTICS_ACTIONS: dict[str, Handler] = {"get": statistics, "list": statistics_list}

@@ -200,4 +200,71 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         created_at BIGINT NOT NULL
     );
     """,
+    # 7: the product model of Quectel's Developer Center and EnOS (issue 16)
+    """
+    CREATE TABLE projects (
+        org_id TEXT NOT NULL REFERENCES organizations(org_id),
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (org_id, project_id),
+        UNIQUE (org_id, name)
+    );
+    INSERT INTO projects (org_id, project_id, name, description, created_at)
+        SELECT org_id, 'default', 'Default project', '', created_at FROM organizations;
+    ALTER TABLE products ADD COLUMN project_id TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE products ADD COLUMN dev_status TEXT NOT NULL DEFAULT 'development';
+    ALTER TABLE products ADD COLUMN released_at BIGINT;
+    CREATE INDEX products_by_project ON products(org_id, project_id);
+    CREATE TABLE product_images (
+        product_key TEXT PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+        content_type TEXT NOT NULL,
+        content BYTEA NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    UPDATE products SET settings = jsonb_set(settings::jsonb, '{gatewayAccessMode}',
+        CASE WHEN EXISTS (
+            SELECT 1 FROM topology t JOIN products g ON g.product_key = t.gateway_product_key
+            WHERE t.product_key = products.product_key
+            AND g.settings::jsonb ->> 'gatewayAccessMode' = 'integration'
+        ) OR EXISTS (
+            SELECT 1 FROM jsonb_array_elements_text(
+                COALESCE(products.settings::jsonb #> '{specifiedGateway,gatewayProductKeys}',
+                    '[]'::jsonb)) AS k(value)
+            JOIN products g ON g.product_key = k.value
+            WHERE g.settings::jsonb ->> 'gatewayAccessMode' = 'integration'
+        ) THEN '"integration"'::jsonb ELSE '"proxy"'::jsonb END)::text
+        WHERE settings::jsonb ->> 'deviceType' = 'subdevice';
+    UPDATE products SET settings = jsonb_set(jsonb_set(settings::jsonb,
+        '{specifiedGateway,enabled}', 'false'::jsonb), '{gatewayAccessMode}', 'null'::jsonb)::text
+        WHERE settings::jsonb ->> 'deviceType' <> 'subdevice';
+    UPDATE products SET settings = (settings::jsonb || '{"networkMethod": null,
+        "encryption": null, "powerSaving": null}'::jsonb)::text
+        WHERE settings::jsonb ->> 'deviceType' = 'subdevice';
+    UPDATE products SET settings = (settings::jsonb || '{"connectedPlatform": null}'::jsonb)::text
+        WHERE COALESCE(settings::jsonb ->> 'networkMethod', '') <> 'NB-IoT';
+    UPDATE products SET settings = jsonb_set(settings::jsonb, '{connectedPlatform}',
+        CASE WHEN settings::jsonb ->> 'encryption' IS NOT NULL
+            OR settings::jsonb ->> 'powerSaving' IS NOT NULL
+            OR lower(COALESCE(settings::jsonb ->> 'connectedPlatform', '')) LIKE '%aep%'
+            OR lower(COALESCE(settings::jsonb ->> 'connectedPlatform', '')) LIKE '%telecom%'
+        THEN '"ChinaTelecomAEP"'::jsonb ELSE '"DeveloperCenter"'::jsonb END)::text
+        WHERE settings::jsonb ->> 'networkMethod' = 'NB-IoT';
+    UPDATE products SET settings = jsonb_set(jsonb_set(settings::jsonb, '{encryption}',
+        COALESCE(NULLIF(settings::jsonb -> 'encryption', 'null'::jsonb), '"DTLS"'::jsonb)),
+        '{powerSaving}', COALESCE(NULLIF(settings::jsonb -> 'powerSaving', 'null'::jsonb),
+        '{"mode": "PSM"}'::jsonb))::text
+        WHERE settings::jsonb ->> 'connectedPlatform' = 'ChinaTelecomAEP';
+    UPDATE products SET settings = jsonb_set(jsonb_set(settings::jsonb, '{productTags,category}',
+        COALESCE(settings::jsonb #> '{productTags,category}', settings::jsonb -> 'category')),
+        '{category}', '"self-defined"'::jsonb)::text
+        WHERE settings::jsonb ->> 'category' IS NOT NULL
+        AND settings::jsonb ->> 'category' NOT IN ('self-defined', 'th-sensor',
+            'smart-plug', 'gateway',
+            'energy-meter', 'quecone-light');
+    UPDATE products SET settings = jsonb_set(settings::jsonb, '{category}',
+        '"self-defined"'::jsonb)::text
+        WHERE settings::jsonb ->> 'category' IS NULL;
+    """,
 )

@@ -18,7 +18,9 @@ from registry.models import (
     I18nString,
     Organization,
     Product,
+    ProductImage,
     ProductSettings,
+    Project,
     ThingModel,
     Topology,
 )
@@ -67,6 +69,10 @@ def product(row: Row) -> Product:
         productSecret=row["product_secret"],
         settings=ProductSettings.model_validate(orjson.loads(row["settings"])),
         createdAt=row["created_at"],
+        projectId=row["project_id"],
+        developmentStatus=row["dev_status"],
+        releasedAt=row["released_at"],
+        hasImage=bool(row["has_image"]),
     )
 
 
@@ -175,4 +181,23 @@ def topology(row: Row) -> Topology:
         gatewayProductKey=row["gateway_product_key"],
         gatewayDeviceKey=row["gateway_device_key"],
         createdAt=row["created_at"],
+    )
+
+
+def project(row: Row) -> Project:
+    return Project(
+        orgId=row["org_id"],
+        projectId=row["project_id"],
+        name=row["name"],
+        description=row["description"],
+        createdAt=row["created_at"],
+    )
+
+
+def product_image(row: Row) -> ProductImage:
+    return ProductImage(
+        productKey=row["product_key"],
+        contentType=row["content_type"],
+        content=bytes(row["content"]),
+        updatedAt=row["updated_at"],
     )

@@ -20,7 +20,9 @@ from registry.models import (
     Device,
     Organization,
     Product,
+    ProductImage,
     ProductStats,
+    Project,
     ThingModel,
     Topology,
 )
@@ -131,19 +133,30 @@ class SqlQueries:
 
     # ------------------------------------------------------------------ products
 
+    # A product row with whether it has an image (product_images), on both stores.
+    PRODUCT_SELECT = (
+        "SELECT p.*, EXISTS (SELECT 1 FROM product_images i"
+        " WHERE i.product_key = p.product_key) AS has_image FROM products p"
+    )
+
     async def insert_product(self, product: Product) -> None:
         await self._write(
-            "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO products (product_key, org_id, name, model_id, product_secret,"
+            " settings, created_at, project_id, dev_status, released_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self._product_row(product),
         )
 
     async def replace_product(self, product: Product) -> None:
         await self._write(
-            "UPDATE products SET name = ?, model_id = ?, settings = ? WHERE product_key = ?",
+            "UPDATE products SET name = ?, model_id = ?, settings = ?, dev_status = ?,"
+            " released_at = ? WHERE product_key = ?",
             (
                 product.settings.productName.defaultValue,
                 product.settings.modelId,
                 product.settings.model_dump_json(),
+                product.developmentStatus,
+                product.releasedAt,
                 product.productKey,
             ),
         )
@@ -158,10 +171,13 @@ class SqlQueries:
             product.productSecret,
             product.settings.model_dump_json(),
             product.createdAt,
+            product.projectId,
+            product.developmentStatus,
+            product.releasedAt,
         )
 
     async def get_product(self, product_key: str) -> Product | None:
-        row = await self._one("SELECT * FROM products WHERE product_key = ?", (product_key,))
+        row = await self._one(f"{self.PRODUCT_SELECT} WHERE p.product_key = ?", (product_key,))
         return records.product(row) if row else None
 
     async def product_named(self, org_id: str, name: str) -> str | None:
@@ -170,15 +186,26 @@ class SqlQueries:
         )
         return str(row[0]) if row else None
 
-    async def list_products(self, org_id: str, offset: int, limit: int) -> list[Product]:
+    async def list_products(
+        self, org_id: str, offset: int, limit: int, project_id: str | None = None
+    ) -> list[Product]:
+        """The organisation's products (of one project, if named), newest first."""
+        where, args = self._product_filter(org_id, project_id)
         rows = await self._all(
-            f"SELECT * FROM products WHERE org_id = ? ORDER BY {self.ORDER} LIMIT ? OFFSET ?",  # noqa: S608
-            (org_id, limit, offset),
+            f"{self.PRODUCT_SELECT} WHERE {where} ORDER BY p.{self.ORDER} DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
         )
         return [records.product(r) for r in rows]
 
-    async def count_products(self, org_id: str) -> int:
-        row = await self._one("SELECT COUNT(*) FROM products WHERE org_id = ?", (org_id,))
+    @staticmethod
+    def _product_filter(org_id: str, project_id: str | None) -> tuple[str, tuple[str, ...]]:
+        if project_id is None:
+            return "p.org_id = ?", (org_id,)
+        return "p.org_id = ? AND p.project_id = ?", (org_id, project_id)
+
+    async def count_products(self, org_id: str, project_id: str | None = None) -> int:
+        where, args = self._product_filter(org_id, project_id)
+        row = await self._one(f"SELECT COUNT(*) FROM products p WHERE {where}", args)  # noqa: S608
         return int(row[0]) if row else 0
 
     async def delete_product(self, product_key: str) -> None:
@@ -285,7 +312,7 @@ class SqlQueries:
         return [records.device(r) for r in await self._all("SELECT * FROM devices")]
 
     async def all_products(self) -> list[Product]:
-        return [records.product(r) for r in await self._all("SELECT * FROM products")]
+        return [records.product(r) for r in await self._all(self.PRODUCT_SELECT)]
 
     async def all_orgs(self) -> list[Organization]:
         return [records.org(r) for r in await self._all("SELECT * FROM organizations")]
@@ -606,5 +633,53 @@ class SqlQueries:
     async def delete_product_script(self, product_key: str) -> bool:
         deleted = await self._write(
             "DELETE FROM product_scripts WHERE product_key = ?", (product_key,)
+        )
+        return deleted > 0
+
+    # ------------------------------------------------------------------ projects
+
+    async def insert_project(self, project: Project) -> None:
+        await self._write(
+            "INSERT INTO projects (org_id, project_id, name, description, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                project.orgId,
+                project.projectId,
+                project.name,
+                project.description,
+                project.createdAt,
+            ),
+        )
+
+    async def get_project(self, org_id: str, project_id: str) -> Project | None:
+        row = await self._one(
+            "SELECT * FROM projects WHERE org_id = ? AND project_id = ?", (org_id, project_id)
+        )
+        return records.project(row) if row else None
+
+    async def list_projects(self, org_id: str) -> list[Project]:
+        rows = await self._all(
+            "SELECT * FROM projects WHERE org_id = ? ORDER BY created_at, project_id", (org_id,)
+        )
+        return [records.project(r) for r in rows]
+
+    # ------------------------------------------------------------------ product images
+
+    async def put_product_image(self, image: ProductImage) -> None:
+        await self._write(
+            "INSERT INTO product_images (product_key, content_type, content, updated_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (product_key) DO UPDATE SET"
+            " content_type = excluded.content_type, content = excluded.content,"
+            " updated_at = excluded.updated_at",
+            (image.productKey, image.contentType, image.content, image.updatedAt),
+        )
+
+    async def get_product_image(self, product_key: str) -> ProductImage | None:
+        row = await self._one("SELECT * FROM product_images WHERE product_key = ?", (product_key,))
+        return records.product_image(row) if row else None
+
+    async def delete_product_image(self, product_key: str) -> bool:
+        deleted = await self._write(
+            "DELETE FROM product_images WHERE product_key = ?", (product_key,)
         )
         return deleted > 0
