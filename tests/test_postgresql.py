@@ -133,3 +133,51 @@ def test_killing_postgresql_mid_load_loses_nothing_answered_200(
     finally:
         server.stop()
         assert "Traceback" not in server.log(), server.log()
+
+
+def _db_copy(src: str, dst: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "broker.cli", "db", "copy", src, dst]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_db_copy_moves_a_registry_from_sqlite_to_postgresql_and_it_serves(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    first = Gatehouse(tmp_path / "laptop").start()
+    try:
+        api = first.client()
+        product = _product(api)
+        device = new_device(api, product)
+        client = connect(first.mqtt_port, device)
+        poster = Poster(client, device)
+        poster.run(threading.Event(), count=3)
+        client.close()
+        assert len(poster.acked) == 3
+    finally:
+        first.stop()
+    url = postgres.new_database()
+    done = _db_copy(f"sqlite://{(tmp_path / 'laptop' / 'registry.db').resolve()}", url)
+    assert done.returncode == 0, done.stderr
+    assert "devices 1" in done.stdout and "device_log" in done.stdout
+    again = Gatehouse(
+        tmp_path / "team",
+        org_id=first.org_id,
+        access_key=first.access_key,
+        access_secret=first.access_secret,
+        extra_args=("--database", url),
+    ).start()
+    try:
+        api = again.client()
+        assert _missing(api, [poster]) == []
+        client = connect(again.mqtt_port, device)  # its secret came along
+        more = Poster(client, device)
+        more.run(threading.Event(), count=1)
+        client.close()
+        assert len(more.acked) == 1
+    finally:
+        again.stop()
+    # Into a registry that has rows: refused, in one line.
+    refused = _db_copy(f"sqlite://{(tmp_path / 'laptop' / 'registry.db').resolve()}", url)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not empty" in lines[0], refused.stderr

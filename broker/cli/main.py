@@ -30,6 +30,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "command": ("broker.cli.command", "command", "Send commands to devices and follow them."),
     "cert": ("broker.cli.cert", "cert", "Device certificates for two-way TLS products."),
     "stats": ("broker.cli.stats", "stats", "What the running broker has counted (admin)."),
+    "db": (
+        "broker.cli.db",
+        "db",
+        "The registry's database: copy it to another (SQLite, PostgreSQL).",
+    ),
     "load": (
         "simulators.cli",
         "load",
