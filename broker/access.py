@@ -9,9 +9,11 @@ same decisions.
 - An application (an organisation's access key) is read-only: it may subscribe to any
   filter that can match its devices' topics (`#`, `/sys/+/+/#`, `/sys/{pk}/...` for
   its own ProductKey, `/ext/session/...`) and receives its own organisation's device
-  traffic only: that is checked on each delivery.
+  traffic only: that is checked on each delivery. The same holds for the lifecycle
+  topics `/as/mqtt/status/{pk}/{dk}` (broker/streams/lifecycle.py), which only the
+  platform publishes.
 - An anonymous client (only with `--allow-anonymous`) never publishes or receives in
-  the reserved namespaces `/sys`, `/ext` and `$SYS`; it may subscribe to any filter
+  the reserved namespaces `/sys`, `/ext`, `/as` and `$SYS`; it may subscribe to any filter
   that can match a topic outside them (`#`, `/#`, `+/...`), and what it receives is
   kept outside them on each delivery.
 """
@@ -25,8 +27,16 @@ from broker.protocol import parse_device_topic
 
 # Topic prefixes of the device namespaces: nothing there is retained.
 DEVICE_NAMESPACES = ("/sys/", "/ext/")
-# The device namespaces and the broker's own: `/sys/...`, `/ext/...`, `$SYS/...`.
-RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (("", "sys"), ("", "ext"), ("$SYS",))
+# The device namespaces and the broker's own: `/sys/...`, `/ext/...`, `/as/...` (the
+# lifecycle topics), `$SYS/...`.
+RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (
+    ("", "sys"),
+    ("", "ext"),
+    ("", "as"),
+    ("$SYS",),
+)
+# The lifecycle topics' levels before the ProductKey: /as/mqtt/status/{pk}/{dk}.
+STATUS_LEVELS = ["", "as", "mqtt", "status"]
 
 # ProductKey -> owning organisation, from the credential cache.
 ProductOwner = Callable[[str], str | None]
@@ -96,6 +106,8 @@ def product_of_filter(topic_filter: str) -> str | None:
         product_key = levels[2]
     elif len(levels) >= 5 and levels[:3] == ["", "ext", "session"]:
         product_key = levels[3]
+    elif len(levels) >= 6 and levels[:4] == STATUS_LEVELS:
+        product_key = levels[4]
     else:
         return None
     return None if product_key in ("", "+", "#") else product_key
@@ -108,6 +120,8 @@ def _named_product(topic_filter: str) -> str | None:
         product_key = levels[2]
     elif levels[:3] == ["", "ext", "session"] and len(levels) > 3:
         product_key = levels[3]
+    elif levels[:4] == STATUS_LEVELS and len(levels) > 4:
+        product_key = levels[4]
     else:
         return None
     return None if product_key in ("+", "#") else product_key
@@ -124,7 +138,11 @@ def app_may_subscribe(app: AppIdentity, topic_filter: str, owner: ProductOwner) 
 
 def _may_match_device_topic(topic_filter: str) -> bool:
     levels = topic_filter.split("/")
-    return _may_match_prefix(levels, ("", "sys")) or _may_match_prefix(levels, ("", "ext"))
+    return (
+        _may_match_prefix(levels, ("", "sys"))
+        or _may_match_prefix(levels, ("", "ext"))
+        or _may_match_prefix(levels, tuple(STATUS_LEVELS))
+    )
 
 
 def may_publish(identity: Identity, topic: str, through: LoggedInThrough = _nobody) -> bool:

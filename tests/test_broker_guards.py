@@ -225,7 +225,9 @@ def test_an_application_subscribed_to_everything_sees_its_own_organisation_only(
             assert request(own, mine, "thing/measurepoint/post", measurepoints)["code"] == 200
         for app in (everything, devices_only):
             seen = until(app, topic(mine, "thing/measurepoint/post"))
-            assert all(m.topic.startswith(f"/sys/{product}/") for m in seen), seen
+            # Its own devices' topics, and (for '#') their lifecycle topics.
+            own_topics = (f"/sys/{product}/", f"/as/mqtt/status/{product}/")
+            assert all(m.topic.startswith(own_topics) for m in seen), seen
 
 
 def test_an_anonymous_client_subscribed_to_everything_sees_no_device_traffic(

@@ -5,11 +5,12 @@ the webhooks (both in memory, bounded)."""
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from broker.credentials import CredentialCache
 from broker.streams.live import LiveConfig, LiveFeed
-from broker.streams.messages import from_batch
+from broker.streams.messages import AppMessage, from_batch
 from broker.streams.subscriptions import RetentionConfig, Subscriptions
 from broker.streams.webhooks import WebhookConfig, Webhooks
 from broker.writer import CommittedBatch, WriteBehind
@@ -34,6 +35,9 @@ class StreamHub:
         self.live = LiveFeed(self.config.live)
         self.webhooks = Webhooks(self.config.webhooks)
         self.by_kind: collections.Counter[str] = collections.Counter()
+        # Told of each batch's messages after the rest (the MQTT lifecycle topics);
+        # each must return at once.
+        self.taps: list[Callable[[Sequence[AppMessage]], None]] = []
 
     async def start(self, writer: WriteBehind) -> None:
         await self.subscriptions.start()
@@ -63,3 +67,5 @@ class StreamHub:
         await self.subscriptions.append(messages)
         self.live.publish(messages)
         self.webhooks.publish(messages)
+        for tap in self.taps:
+            tap(messages)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from broker.api.metrics import Metrics, Sources
 from broker.gate import Gate
 from broker.streams.hub import StreamHub, StreamsConfig
+from broker.streams.lifecycle import LifecycleTopics
 from broker.streams.subscribe_server import SubscribeConfig, SubscribeServer
 from broker.streams.subscriptions import RetentionConfig
 from broker.writer import Note
@@ -43,6 +44,9 @@ class Applications:
         self.config = config
         self.hub = StreamHub(store, gate.cache, StreamsConfig(retention=config.retention))
         self.metrics = Metrics(Sources(gate=gate, hub=self.hub))
+        # Asked at each send: the broker's links are bound to the gate after this.
+        self.lifecycle = LifecycleTopics(lambda: gate.presence.links)
+        self.hub.taps.append(self.lifecycle)
         self.server: SubscribeServer | None = None
         if config.subscribe_port:
             self.server = SubscribeServer(
