@@ -17,7 +17,6 @@ no call runs on the event loop for longer than the scripts' time limit.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import importlib
 import importlib.metadata
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 
 from broker.credentials import ProductCredential
-from broker.payload_scripts import ScriptRunner
+from broker.payload_scripts import DaemonThread, ScriptRunner
 from broker.protocol import codes
 from broker.protocol.scripts import MAX_OUTPUT, SCRIPT_FAILED, TIME_LIMIT_S, ScriptError
 from registry import Registry
@@ -114,9 +113,7 @@ class PayloadCodecs:
         registry.script_listeners.append(self._script_changed)
         # Python codecs other than the built-in ones are someone's code: they run on a
         # thread of their own, so a slow one delays Custom devices, never the broker.
-        self._python = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="gatehouse-codec"
-        )
+        self._python = DaemonThread("gatehouse-codec")
 
     def _script_changed(self, product_key: str, script: ProductScript | None) -> None:
         self._changed_while_loading.add(product_key)
@@ -204,7 +201,7 @@ class PayloadCodecs:
     async def _call_codec(self, codec: Codec, method: Any, arg: Any) -> Any:
         if any(codec is built_in for built_in in BUILT_IN.values()):
             return method(arg)  # ours, and cheap: no thread hop
-        future = asyncio.get_running_loop().run_in_executor(self._python, method, arg)
+        future = self._python.submit(method, arg)
         try:
             return await asyncio.wait_for(future, TIME_LIMIT_S)
         except TimeoutError:
@@ -214,4 +211,4 @@ class PayloadCodecs:
 
     def close(self) -> None:
         self.runner.close()
-        self._python.shutdown(wait=False, cancel_futures=True)
+        self._python.close()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
-import contextlib
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from broker.protocol import codes
 from broker.protocol.scripts import (
@@ -35,11 +35,66 @@ MAX_WAITING_PER_PRODUCT = 256
 MAX_LOADED = 512  # compiled scripts a worker keeps (about 60 KiB each, idle)
 
 
+class DaemonThread:
+    """One daemon thread that runs calls in turn, answering each on the caller's event
+    loop. A daemon, unlike an executor's worker, so a call that never ends (a Python
+    codec; a script cannot) does not keep the process from exiting."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put((fn, args, loop, future))
+        return future
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the thread, answering no one."""
+        self._put((fn, args, None, None))
+
+    def _put(self, call: _Call) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        self._calls.put(call)
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, args, loop, future = call
+            try:
+                result, failure = fn(*args), None
+            except Exception as exc:  # the call's own fault: handed to its caller
+                result, failure = None, exc
+            if loop is not None and future is not None:
+                loop.call_soon_threadsafe(_settle, future, result, failure)
+
+    def close(self) -> None:
+        self._calls.put(None)
+
+
+_Call = tuple[
+    Callable[..., Any],
+    tuple[Any, ...],
+    asyncio.AbstractEventLoop | None,
+    asyncio.Future[Any] | None,
+]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, failure: Exception | None) -> None:
+    if future.done():  # the caller stopped waiting
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(result)
+
+
 class _Worker:
     def __init__(self, index: int, time_limit: float, memory_limit: int) -> None:
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"gatehouse-script-{index}"
-        )
+        self.thread = DaemonThread(f"gatehouse-script-{index}")
         self.busy = 0  # calls submitted and not yet answered (touched on the loop only)
         self.time_limit = time_limit
         self.memory_limit = memory_limit
@@ -109,9 +164,7 @@ class ScriptRunner:
         lane.on[index] = lane.on.get(index, 0) + 1
         worker.busy += 1
         try:
-            return await asyncio.wrap_future(
-                worker.executor.submit(worker.run, key, version, source, op)
-            )
+            return await worker.thread.submit(worker.run, key, version, source, op)
         finally:
             worker.busy -= 1
             lane.waiting -= 1
@@ -133,7 +186,7 @@ class ScriptRunner:
 
         worker.busy += 1
         try:
-            return await asyncio.wrap_future(worker.executor.submit(fresh))
+            return await worker.thread.submit(fresh)
         finally:
             worker.busy -= 1
 
@@ -153,9 +206,8 @@ class ScriptRunner:
     def forget(self, key: str) -> None:
         """Drop the product's compiled script on every worker (it was deleted)."""
         for worker in self._workers:
-            with contextlib.suppress(RuntimeError):  # closed: nothing is kept anyway
-                worker.executor.submit(worker.forget, key)
+            worker.thread.post(worker.forget, key)
 
     def close(self) -> None:
         for worker in self._workers:
-            worker.executor.shutdown(wait=False, cancel_futures=True)
+            worker.thread.close()
