@@ -172,6 +172,7 @@ async def serve(config: ServeConfig) -> None:
                     streams=apps.hub,
                     subscribe_port=config.subscribe_port,
                     metrics=apps.metrics,
+                    sync=gate.writer.sync,
                 ),
                 host=config.host,
                 port=config.http_port,

@@ -117,6 +117,17 @@ def send(
             return reply
 
 
+def sync(api: Api) -> None:
+    """Wait until what devices sent so far is stored (the server's barrier)."""
+    api("broker", "sync").ok()
+
+
+def lift_connect_limit(api: Api, device: dict[str, str]) -> None:
+    """Forget the device's recent CONNECTs, instead of waiting out one a second."""
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    api("devices", "clearConnectBlock", **query).ok()
+
+
 def eventually(check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
     """Poll until `check` returns something truthy (for data written behind)."""
     deadline = time.monotonic() + timeout

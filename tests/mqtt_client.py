@@ -137,6 +137,11 @@ class Client:
             if message.topic == topic:
                 return message
 
+    def barrier(self) -> None:
+        """A round trip: once it returns, whatever the server sent this client before
+        the call has arrived in `received` (a SUBSCRIBE the ACL refuses has no effect)."""
+        self.subscribe("$barrier/none", 0)
+
     def fall_silent(self) -> None:
         """Stop paho's network loop with the socket left open: no more PINGREQs."""
         self.paho.loop_stop()

@@ -4,7 +4,6 @@ the unchanged EnOS SDK's handlers and by paho devices; sleeping devices; restart
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -156,7 +155,7 @@ def test_bad_commands_are_refused_before_anything_is_sent(
 ) -> None:
     reply = command(api, action, device, body, **query)
     assert reply.status == 400 and fault in reply.msg
-    time.sleep(0.2)
+    online.barrier()  # anything sent before the refusal would be here by now
     assert online.received.empty()
 
 
@@ -245,7 +244,7 @@ def test_a_psm_device_gets_its_commands_in_order_after_its_next_uplink(
     with connect(gatehouse.mqtt_port, device) as client:
         held = [reboot(api, device, n, pendingTtl="60").ok() for n in (1, 2, 3)]
         assert all(c["state"] == "pending" and c["timeoutMs"] == 300_000 for c in held)
-        time.sleep(0.3)
+        client.barrier()
         assert client.received.empty()  # connected, but a PSM device does not listen
         assert (
             request(client, device, "thing/measurepoint/post", {"measurepoints": {"temp": 1}})[
@@ -335,5 +334,5 @@ def test_a_restart_keeps_the_queue_and_sends_nothing_twice(
         assert orjson.loads(message.payload)["params"] == {"delay": 2}  # only the waiting one
         answer(client, message, data={"ok": True})
         eventually(lambda: state_of(api, waiting["commandId"])["state"] == "succeeded")
-        time.sleep(0.3)
+        client.barrier()
         assert client.received.empty()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRe
 
 from broker.protocol import enos_credentials
 from certs import CertificateAuthority, make_key_and_csr
-from tests.devices import eventually, new_device, request
+from tests.devices import eventually, lift_connect_limit, new_device, request
 from tests.mqtt_client import Client
 from tests.server import Api, Gatehouse
 
@@ -138,7 +137,7 @@ def test_revoking_a_certificate_ends_its_connection_and_refuses_it(
         assert client.accepted
         api("device-certificates", "revoke", {"certSN": files.serial}, **query).ok()
         assert client.disconnected.wait(5)
-    time.sleep(1.05)  # one CONNECT a second per device
+    lift_connect_limit(api, device)  # instead of waiting out one CONNECT a second
     with tls_client(gatehouse, device, ctx) as again:
         assert again.connack == 5
     assert "revoked" in refused_reason(api, device)["detail"]

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from broker.api.bindings import BINDING_ACTIONS
-from broker.api.broker_stats import StatsSource, broker_actions
+from broker.api.broker_stats import StatsSource, Sync, broker_actions
 from broker.api.calls import Call, Handler
 from broker.api.catalogue import CATEGORY_ACTIONS, PROJECT_ACTIONS
 from broker.api.certificates import CERTIFICATE_ACTIONS
@@ -177,6 +177,7 @@ def create_app(
     streams: StreamHub | None = None,
     subscribe_port: int = 0,
     metrics: Metrics | None = None,
+    sync: Sync | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -193,7 +194,7 @@ def create_app(
 
     resources = dict(RESOURCES)
     if stats is not None:
-        resources["broker"] = broker_actions(stats)
+        resources["broker"] = broker_actions(stats, sync)
     if gateways is not None:
         resources["device-topos"] = topo_actions(gateways)
     if commands is not None:
