@@ -207,6 +207,25 @@ def test_a_port_in_use_stops_serve_naming_it_before_the_ready_line(
     assert last.startswith("gatehouse: cannot run") and f":{ports[taken]}" in last
 
 
+def test_an_mqtt_port_in_use_is_one_line_without_amqtts_traceback(tmp_path: Path) -> None:
+    ports = {"--http-port": free_port(), "--mqtt-port": free_port(), "--mqtts-port": free_port(),
+             "--subscribe-port": free_port()}  # fmt: skip
+    # Given credentials, a new data directory prints none: all that is left is the error.
+    env = bare_env(GATEHOUSE_ORG_ID="o1", GATEHOUSE_ACCESS_KEY="k", GATEHOUSE_ACCESS_SECRET="s")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["--mqtt-port"]))
+        holder.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "broker.cli", "serve", "--data-dir", str(tmp_path / "d"),
+             *(str(part) for pair in ports.items() for part in pair)],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"gatehouse: cannot run MQTT on 127.0.0.1:{ports['--mqtt-port']}")
+
+
 def test_local_errors_say_where_they_looked_without_an_http_status(tmp_path: Path) -> None:
     result = gatehouse_cli("device", "list", "--product", "p", "--data-dir", str(tmp_path),
                            env=bare_env())  # fmt: skip

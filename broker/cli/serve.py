@@ -96,6 +96,12 @@ def _serve(config_file: Path | None, **flags: Any) -> None:
 serve = _decorate(_serve)
 
 
+def _startup_failure(record: logging.LogRecord) -> bool:
+    """amqtt logs its own traceback when a listener cannot start, then raises: serve
+    says it in one line (the port and why), so that record is dropped."""
+    return record.getMessage() != "Broker startup failed"
+
+
 def run(config: ServeConfig) -> int:
     """Run gatehouse until SIGTERM or Ctrl-C; 2 when a setting or the data cannot be used."""
     from broker.codecs import CodecError
@@ -108,9 +114,11 @@ def run(config: ServeConfig) -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if config.log_level != "debug":
-        # amqtt logs every connection at INFO: a reconnect storm would flood the log.
-        for noisy in ("amqtt", "transitions"):
+        # amqtt logs every connection at INFO: a reconnect storm would flood the log;
+        # websockets (the subscription server) says at INFO that it listens and closes.
+        for noisy in ("amqtt", "transitions", "websockets"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("amqtt.broker").addFilter(_startup_failure)
     try:
         with contextlib.suppress(KeyboardInterrupt), event_loop(config.event_loop) as runner:
             runner.run(serve_forever(config))
