@@ -88,6 +88,7 @@ def describe_errors(exc: ValidationError, what: str) -> str:
 
 # What the broker records per device: its uplinks, and its connection events.
 LOG_KINDS = ("up", "online", "offline", "refused")
+MAX_CURSOR = 2**63 - 1  # a log seq: both stores' 64-bit integers
 
 
 def _log_entry(
@@ -690,6 +691,35 @@ class Registry:
             raise InvalidArgument("limit must be 1 to 1000")
         rows = await self.store.device_log(device.productKey, device.deviceKey, wanted, limit)
         return [_log_entry(*row) for row in rows]
+
+    async def log_page(
+        self,
+        product_key: str,
+        device_key: str | None,
+        kinds: Sequence[str] | None = None,
+        since: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A product's (or one device's) messages and connection events, each with its
+        `cursor`, and the cursor to poll from next: after `since` oldest first, without
+        it newest first. Polling with each answer's cursor misses and repeats nothing
+        (while the bounded log still holds it)."""
+        wanted = list(kinds) if kinds else list(LOG_KINDS)
+        unknown = [k for k in wanted if k not in LOG_KINDS]
+        if unknown:
+            raise InvalidArgument(f"kind {unknown[0]!r:.40} is not one of {', '.join(LOG_KINDS)}")
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument("limit must be 1 to 1000")
+        if since is not None and not 0 <= since <= MAX_CURSOR:
+            raise InvalidArgument(f"since must be a cursor of 0 to {MAX_CURSOR}")
+        rows = await self.store.log_page(product_key, device_key, wanted, since, limit)
+        entries = [
+            {"cursor": seq, "productKey": row[0], "deviceKey": row[1], **_log_entry(*row)}
+            for seq, row in rows
+        ]
+        if since is not None:
+            return entries, rows[-1][0] if rows else since
+        return entries, rows[0][0] if rows else 0
 
     # ------------------------------------------------------------------ certificates
 

@@ -26,6 +26,7 @@ from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
 from broker.api.live_stream import stream_endpoint
+from broker.api.messages import MESSAGE_ACTIONS
 from broker.api.metrics import Metrics, metrics_endpoint
 from broker.api.organizations import ORG_ACTIONS
 from broker.api.product_scripts import SCRIPT_ACTIONS
@@ -67,6 +68,7 @@ RESOURCES: dict[str, dict[str, Handler]] = {
     "product-images": IMAGE_ACTIONS,
     "categories": CATEGORY_ACTIONS,
     "projects": PROJECT_ACTIONS,
+    "messages": MESSAGE_ACTIONS,
 }
 
 # Body schemas shown in the OpenAPI document for the actions that take one.

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from broker.admission import iso_time
 from broker.api.calls import Call, Handler, pagination
 from broker.api.envelope import ok
+from broker.api.messages import log_page
 from broker.connect_guard import ConnectGuard
 from registry import Device, InvalidArgument
 
@@ -75,14 +76,11 @@ async def get_latest(call: Call) -> Response:
 
 
 async def list_messages(call: Call) -> Response:
-    """The device's newest uplinks and connection events (`kind`: up, online, offline,
-    refused, comma-separated; `limit` up to 1000)."""
-    kinds = [k for k in call.query.get("kind", "").split(",") if k]
-    try:
-        limit = int(call.query.get("limit") or 100)
-    except ValueError:
-        raise InvalidArgument("limit must be a whole number") from None
-    return ok(await call.registry.device_log(await call.device(), kinds, limit))
+    """The device's uplinks and connection events (`kind`/`kinds`: up, online, offline,
+    refused, comma-separated; `limit` up to 1000): newest first, or with `since` (a
+    `nextCursor` of before) the ones after it, oldest first (broker/api/messages.py)."""
+    device = await call.device()
+    return await log_page(call, device.productKey, device.deviceKey)
 
 
 DEVICE_ACTIONS: dict[str, Handler] = {

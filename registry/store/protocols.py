@@ -135,6 +135,14 @@ class TelemetryStore(Protocol):
     async def device_log(
         self, product_key: str, device_key: str, kinds: Sequence[str], limit: int
     ) -> list[LogRow]: ...
+    async def log_page(
+        self,
+        product_key: str,
+        device_key: str | None,
+        kinds: Sequence[str],
+        since: int | None,
+        limit: int,
+    ) -> list[tuple[int, LogRow]]: ...
 
 
 class CertificateStore(Protocol):

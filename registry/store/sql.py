@@ -394,6 +394,46 @@ class SqlQueries:
             for r in rows
         ]
 
+    async def log_page(
+        self,
+        product_key: str,
+        device_key: str | None,
+        kinds: Sequence[str],
+        since: int | None,
+        limit: int,
+    ) -> list[tuple[int, LogRow]]:
+        """Log rows of a product, or of one device of it, of the given kinds, each with
+        its seq: after `since` oldest first (a poller's cursor), without it newest first.
+        The one write-behind writes the log, so seq order is commit order."""
+        marks = ", ".join("?" * len(kinds))
+        where = ["product_key = ?", f"kind IN ({marks})"]
+        args: list[Any] = [product_key, *kinds]
+        if device_key is not None:
+            where.append("device_key = ?")
+            args.append(device_key)
+        if since is not None:
+            where.append("seq > ?")
+            args.append(since)
+        order = "ASC" if since is not None else "DESC"
+        query = f"SELECT * FROM device_log WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"  # noqa: S608
+        rows = await self._all(query, (*args, limit))
+        return [
+            (
+                r["seq"],
+                (
+                    r["product_key"],
+                    r["device_key"],
+                    r["ts"],
+                    r["kind"],
+                    r["topic"],
+                    r["payload"],
+                    r["code"],
+                    r["detail"],
+                ),
+            )
+            for r in rows
+        ]
+
     async def product_stats(self, product_key: str) -> ProductStats:
         row = await self._one(
             "SELECT COUNT(*), COUNT(activated_at), COALESCE(SUM(online), 0)"
