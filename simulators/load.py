@@ -12,7 +12,11 @@ several workers, shards or machines merge exactly (`merge`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import os
 import resource
+import signal
 import ssl
 import sys
 import time
@@ -393,7 +397,7 @@ async def _connect_all(report: LoadReport, fleet: _Fleet, config: LoadConfig) ->
         await asyncio.gather(*(join(i, d) for i, d in enumerate(fleet.devices)))
     finally:  # Ctrl-C too: the rate is of what was done
         elapsed = time.monotonic() - started
-        report.connect_seconds = round(elapsed, 2)
+        report.connect_seconds = round(elapsed, 3)  # a small fleet connects in ms
         report.connected = sum(d.connected for d in fleet.devices)
         report.connects_per_s = round(report.connected / max(elapsed, 1e-3), 1)
         report.failures = dict(failures)
@@ -599,7 +603,10 @@ def run_workers(
     config = replace(config, run_id=config.run_id or uuid.uuid4().hex[:8])
     if workers <= 1:
         return _worker(url, creds, config)
-    with ProcessPoolExecutor(workers) as pool:
+    # The workers have a process group of their own, so a terminal's Ctrl-C reaches only
+    # this process, which hands it on to each of them exactly once: a second SIGINT would
+    # end a worker without its report, and a `kill -INT` of this process alone reached none.
+    with ProcessPoolExecutor(workers, initializer=os.setpgrp) as pool:
         parts = [
             replace(shard_of(config, i, workers), progress=False, run_id=f"{config.run_id}w{i}")
             for i in range(workers)
@@ -607,7 +614,11 @@ def run_workers(
         futures = [pool.submit(_worker, url, creds, part) for part in parts]
         try:
             reports = [f.result() for f in futures]
-        except KeyboardInterrupt:  # the workers got the SIGINT too and end with a report
+        except KeyboardInterrupt:  # each worker stops with the report of what it did
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGINT)
             reports = [f.result() for f in futures]
     merged = merge(reports)
     merged.settings = config.settings()

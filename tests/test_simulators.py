@@ -104,17 +104,47 @@ class Running:
 
 
 def posting_load(
-    gatehouse: Gatehouse, api: Api, product: str, tmp_path: Path, devices: int
+    gatehouse: Gatehouse, api: Api, product: str, tmp_path: Path, devices: int, *extra: str
 ) -> Running:
     """`gatehouse load` of `devices` new devices of `product`, posting for a minute."""
     file = tmp_path / "devices.json"
     write_credentials(file, [new_device(api, product) for _ in range(devices)])
     load = Running(
         gatehouse, "load", "--credentials", str(file), "--rate", "20", "--duration", "60",
-        "--progress",
+        "--progress", *extra,
     )  # fmt: skip
-    load.wait_for(rf"connected {devices}/{devices}  sent [1-9]")
+    if "--workers" not in extra:  # workers draw no progress line
+        load.wait_for(rf"connected {devices}/{devices}  sent [1-9]")
     return load
+
+
+def rates_of(report: str) -> dict[str, tuple[float, float, float]]:
+    """(count, rate, seconds) of the report's connect and post lines."""
+    connects = re.search(r"devices connected  (\d+) of.*\nconnect rate +([\d.]+)/s over ([\d.]+) s",
+                         report)  # fmt: skip
+    posts = re.search(r"posts sent +(\d+) \(([\d.]+)/s over ([\d.]+) s\)", report)
+    assert connects and posts, report
+    return {
+        "connects": tuple(float(x) for x in connects.groups()),  # type: ignore[dict-item]
+        "posts": tuple(float(x) for x in posts.groups()),  # type: ignore[dict-item]
+    }
+
+
+def the_rate_is_count_over_seconds(count: float, rate: float, seconds: float) -> bool:
+    # The report rounds a rate to 0.1/s and a time to the millisecond: allow for that.
+    return abs(rate * seconds - count) <= 0.02 * count + 0.001 * rate + 0.05 * seconds
+
+
+def assert_rates_are_over_the_time_it_ran(report: str, posting_for: float) -> None:
+    """Each rate is its count over its time, and the posting time is the time it posted
+    before Ctrl-C (not 0 s, nor --duration)."""
+    rates = rates_of(report)
+    for count, rate, seconds in rates.values():
+        assert count > 0 and seconds > 0, report
+        assert the_rate_is_count_over_seconds(count, rate, seconds), report
+    count, rate, seconds = rates["posts"]
+    assert posting_for * 0.8 <= seconds <= posting_for + 3, (posting_for, report)
+    assert 10 <= rate <= 25, report  # --rate 20
 
 
 def test_a_load_whose_devices_are_all_disconnected_ends_and_says_so(
@@ -138,10 +168,39 @@ def test_ctrl_c_stops_a_load_with_its_report(
     gatehouse: Gatehouse, api: Api, make_product: Callable[..., str], tmp_path: Path
 ) -> None:
     load = posting_load(gatehouse, api, make_product(), tmp_path, devices=2)
+    posting_since = time.monotonic()
+    load.wait_for(r"sent ([3-9]\d|\d{3,})")  # some 30 posts: 1.5 s at --rate 20
     load.process.send_signal(signal.SIGINT)
+    posted_for = time.monotonic() - posting_since
     assert load.ended_within(15) == 1, load.text()
     report = load.out.decode()
     assert "devices connected  2 of 2" in report and "interrupted" in report, report
+    assert_rates_are_over_the_time_it_ran(report, posted_for)
+
+
+def test_ctrl_c_stops_a_load_of_workers_with_their_report(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str], tmp_path: Path
+) -> None:
+    product = make_product()
+    load = posting_load(gatehouse, api, product, tmp_path, 4, "--workers", "2")
+    started = time.monotonic()
+    rows = json.loads((tmp_path / "devices.json").read_text())
+
+    def posted(row: dict[str, str]) -> bool:
+        query = {"productKey": row["productKey"], "deviceKey": row["deviceKey"]}
+        return "temp" in api("devices", "getLatest", **query).ok()
+
+    eventually(lambda: all(posted(row) for row in rows))  # both workers are posting
+    posting_for = time.monotonic() - started
+    # `kill -INT` of the runner alone, as a supervisor would send it: before, the workers
+    # never heard of it and the runner waited for the whole --duration.
+    load.process.send_signal(signal.SIGINT)
+    assert load.ended_within(15) == 1, load.text()
+    report = load.out.decode()
+    assert "devices connected  4 of 4" in report and "interrupted" in report, report
+    count, rate, seconds = rates_of(report)["posts"]
+    assert count > 0 and the_rate_is_count_over_seconds(count, rate, seconds), report
+    assert seconds <= posting_for + 3, report
 
 
 def test_values_walk_within_the_model() -> None:
