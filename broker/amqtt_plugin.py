@@ -102,7 +102,6 @@ class GateHooks(BrokerHooks):
 
     def bind(self, broker: GatehouseBroker) -> None:
         self._broker = broker
-        self.gate.bind(self)
 
     @property
     def broker(self) -> GatehouseBroker:

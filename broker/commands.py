@@ -16,12 +16,12 @@ import collections
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.codecs import PayloadCodecs
 from broker.credentials import CredentialCache, DeviceId
 from broker.presence import Presence
@@ -40,10 +40,6 @@ SLEEP_TIMEOUT_S = 300  # PSM and DRX: the published platforms' default
 MAX_PENDING_TTL_S = 172_800  # EnOS: two days
 MAX_WAITING = 50  # commands waiting per device (Azure's bound)
 SWEEP_INTERVAL_S = 0.25
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def power_mode(settings: ProductSettings) -> str | None:
@@ -71,7 +67,9 @@ class CommandService:
         cache: CredentialCache,
         presence: Presence,
         *,
+        payloads: PayloadCodecs | None = None,
         max_waiting: int = MAX_WAITING,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.registry = registry
         self.cache = cache
@@ -85,9 +83,10 @@ class CommandService:
         self._flushing: dict[DeviceId, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Custom products' scripts and codecs (the router's): set by the gate. Without
-        # them every command goes as JSON, as to a Custom product with neither.
-        self.payloads: PayloadCodecs | None = None
+        # Custom products' scripts and codecs (the router's). Without them every
+        # command goes as JSON, as to a Custom product with neither.
+        self.payloads = payloads
+        self.clock = clock
         # Told of each command that ended, once stored (the application streams).
         self.on_finished: Callable[[Command], None] | None = None
 
@@ -155,7 +154,7 @@ class CommandService:
                 f"{device.productKey}/{device.deviceKey} is not online; give pendingTtl to"
                 " hold the command until it connects"
             )
-        now = _now_ms()
+        now = self.clock.wall_ms()
         hold = pending_ttl if pending_ttl > 0 else timeout
         command = Command(
             commandId=ids.random_token(16),
@@ -242,7 +241,7 @@ class CommandService:
                 queue.popleft()
                 if command is None or command.state != "pending":
                     continue
-                if command.expiresAt is not None and command.expiresAt <= _now_ms():
+                if command.expiresAt is not None and command.expiresAt <= self.clock.wall_ms():
                     await self._finish(command, "expired", message="expired before it was sent")
                     continue
                 await self._send(command)
@@ -271,7 +270,7 @@ class CommandService:
                 command, "failed", reply_code=exc.code, message=f"not sent: {exc.message}"
             )
             return
-        now = _now_ms()
+        now = self.clock.wall_ms()
         sent = command.model_copy(
             update={"state": "sent", "sentAt": now, "replyBy": now + command.timeoutMs}
         )
@@ -382,7 +381,7 @@ class CommandService:
         return command
 
     async def _finish(self, command: Command, state: str, **fields: Any) -> Command:
-        update = {"state": state, "finishedAt": _now_ms()}
+        update = {"state": state, "finishedAt": self.clock.wall_ms()}
         for name, value in fields.items():
             update[{"reply_code": "replyCode"}.get(name, name)] = value
         ended = command.model_copy(update=update)
@@ -418,7 +417,7 @@ class CommandService:
         """End pending commands past their TTL and sent ones past their timeout."""
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
-            now = _now_ms()
+            now = self.clock.wall_ms()
             for command in list(self._open.values()):
                 try:
                     if command.state == "pending" and (command.expiresAt or now + 1) <= now:

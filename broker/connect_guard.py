@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
+
 DeviceKey = tuple[str, str]  # (product key, device key)
 MAX_FAILURE_KEYS = 100_000  # (device, address) pairs remembered; the oldest go first
 MAX_RECENT_SIGNS = 8  # signs remembered per device to tell a replay from a new CONNECT
@@ -177,7 +179,10 @@ class ConnectGuard:
         connect_limit: ConnectLimit | None = None,
         failure_limit: ConnectLimit = SIGN_FAILURE_LIMIT,
         sign_max_age: float | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock  # what the API reads blocks against; admission is given times
         self.connects = AttemptLimiter(connect_limit or ConnectLimit())
         self.failures = AttemptLimiter(failure_limit, MAX_FAILURE_KEYS)
         self.signs = SignLedger()

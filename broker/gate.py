@@ -1,5 +1,8 @@
 """The device gate: admission, presence, the ACL and the router, behind one object that
 the amqtt adapter calls. Everything here is plain Python on identities and bytes.
+
+The gate builds nothing: its parts are made and wired in broker/assemble.py, the
+composition root, and handed to it.
 """
 
 from __future__ import annotations
@@ -7,13 +10,11 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from broker import access
 from broker.admission import ConnectAttempt, Refusal, admit
-from broker.codecs import Codec
+from broker.clock import Clock
 from broker.commands import MAX_WAITING, CommandService
 from broker.connect_guard import SIGN_FAILURE_LIMIT, ConnectGuard, ConnectLimit
 from broker.credentials import CredentialCache
@@ -23,7 +24,7 @@ from broker.links import Links
 from broker.presence import Presence
 from broker.protocol import codes, encode_request, parse_device_topic
 from broker.protocol.topics import SYS
-from broker.routing import DEFAULT_MAX_PAYLOAD, Outcome, Router
+from broker.routing import DEFAULT_MAX_PAYLOAD, Outcome, PostFor, Router
 from broker.subdevices import SubDeviceSessions
 from broker.writer import WriteBehind, WriterConfig
 from registry import Registry, ids
@@ -56,42 +57,40 @@ class GateStats:
 
 
 class Gate:
-    def __init__(self, registry: Registry, config: GateConfig, codecs: Mapping[str, Codec]) -> None:
+    """The face the amqtt adapter calls: each call goes to the part that decides it."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        config: GateConfig,
+        *,
+        cache: CredentialCache,
+        limiter: ConnectGuard,
+        writer: WriteBehind,
+        sessions: SubDeviceSessions,
+        presence: Presence,
+        gateways: GatewayService,
+        commands: CommandService,
+        router: Router,
+        links: Links,
+        clock: Clock,
+    ) -> None:
         self.registry = registry
         self.config = config
         self.stats = GateStats()
         self.refusals: collections.Counter[str] = collections.Counter()  # by reason
-        self.cache = CredentialCache()
-        self.limiter = ConnectGuard(
-            config.connect_limit, config.sign_failure_limit, config.sign_max_age
-        )
-        self.writer = WriteBehind(registry.telemetry, config.writer)
-        self.sessions = SubDeviceSessions(config.max_subdevices_per_gateway)
-        self.presence = Presence(self.cache, self.writer, self.sessions)
-        self.gateways = GatewayService(
-            registry, self.cache, self.presence, self.writer, self.limiter
-        )
-        self.commands = CommandService(
-            registry, self.cache, self.presence, max_waiting=config.max_waiting_commands
-        )
-        self.presence.on_online = self.commands.device_seen
-        self.router = Router(
-            registry,
-            self.cache,
-            self.writer,
-            codecs,
-            max_payload=config.max_payload,
-            post_for=self.post_for,
-        )
-        self.commands.payloads = self.router.payloads  # commands go down through them
+        self.cache = cache
+        self.limiter = limiter
+        self.writer = writer
+        self.sessions = sessions
+        self.presence = presence
+        self.gateways = gateways
+        self.commands = commands
+        self.router = router
+        self.links = links
+        self.clock = clock
         self._refusals_logged: dict[tuple[str, str, str], float] = {}
-        self.cache.on_revoked = self._revoked
-        self.cache.on_certificate_revoked = self._certificate_revoked
         self._by_certificate: dict[str, str] = {}  # serial -> session key, while connected
-
-    def bind(self, links: Links) -> None:
-        """Connect the gate to the running broker's operations."""
-        self.presence.links = links
 
     async def start(self) -> None:
         await self.cache.load(self.registry)
@@ -115,7 +114,8 @@ class Gate:
             attempt,
             self.cache,
             self.limiter,
-            time.monotonic(),
+            self.clock.monotonic(),
+            wall_ms=self.clock.wall_ms(),
             allow_anonymous=self.config.allow_anonymous,
             online=self.presence.direct,
         )
@@ -135,7 +135,7 @@ class Gate:
         """Log and record a refusal, at most once a minute per device and reason, so a
         device retrying in a loop neither floods the log nor fills the database."""
         key = (refusal.reason, refusal.product_key, refusal.device_key)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         last = self._refusals_logged.get(key)
         if last is not None and now - last < REFUSAL_LOG_INTERVAL:
             return
@@ -147,7 +147,7 @@ class Gate:
             self.writer.event(
                 refusal.product_key,
                 refusal.device_key,
-                _now_ms(),
+                self.clock.wall_ms(),
                 "refused",
                 code=refusal.code,
                 detail=refusal.message,
@@ -181,17 +181,18 @@ class Gate:
             "deviceSecret": credential.secret,
         }
         payload = encode_request(ids.random_token(12), "thing.activate.info", params)
-        self.presence.links.publish(f"{device.ext_prefix}thing/activate/info", payload)
+        self.links.publish(f"{device.ext_prefix}thing/activate/info", payload)
         log.info("%s activated dynamically: its DeviceSecret was sent", device)
 
-    def _certificate_revoked(self, serial: str) -> None:
+    def certificate_revoked(self, serial: str) -> None:
         """A revoked certificate stops working at once: its connection ends."""
         session_key = self._by_certificate.pop(serial, None)
         if session_key is not None:
             log.info("certificate %s was revoked: disconnecting %s", serial, session_key)
-            self.presence.links.kick(session_key)
+            self.links.kick(session_key)
 
-    def _revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
+    def revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
+        """A device disabled or deleted (the cache says so, told by the registry)."""
         if deleted:
             # Nothing of a deleted device is written after it; a new device with the
             # same key starts clean.
@@ -253,15 +254,20 @@ class Gate:
         # after the reply to what it said.
         return outcome.followed_by(functools.partial(self.commands.device_seen, key))
 
+
+def gateway_posts(cache: CredentialCache, sessions: SubDeviceSessions) -> PostFor:
+    """Whether a batch post from `device` may carry (product_key, device_key): its own,
+    and its sub-devices' while they are logged in through it (or with
+    allowOfflineSubDevice)."""
+
     def post_for(
-        self, device: DeviceIdentity, product_key: str, device_key: str, allow_offline: bool
+        device: DeviceIdentity, product_key: str, device_key: str, allow_offline: bool
     ) -> tuple[int, str] | None:
-        """Whether a batch post from `device` may carry (product_key, device_key)."""
         sub = (product_key, device_key)
-        if sub == device.key or self.sessions.through(*sub) == device.key:
+        if sub == device.key or sessions.through(*sub) == device.key:
             return None
         label = f"{product_key}/{device_key}"
-        if self.cache.gateway_of.get(sub) != device.key:
+        if cache.gateway_of.get(sub) != device.key:
             return codes.NOT_GATEWAYS_SUB_DEVICE, f"{label} is not a sub-device of this gateway"
         if allow_offline:
             return None
@@ -270,6 +276,4 @@ class Gate:
             f"sub-device {label} is not logged in; set allowOfflineSubDevice to post for it",
         )
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+    return post_for

@@ -34,3 +34,29 @@ class NoLinks:
 
     def publish(self, topic: str, payload: bytes) -> None:
         pass
+
+
+class LateLinks:
+    """The running broker's links, bound once it exists: the one cycle of the assembly.
+    The broker is built around the gate, and the gate's parts send through the broker,
+    so the parts get this forwarder and broker/assemble.py's caller binds it to the
+    broker before the broker accepts anyone. Until then nothing is connected, so
+    nothing is to be done (it forwards to `NoLinks`)."""
+
+    def __init__(self) -> None:
+        self._target: Links = NoLinks()
+
+    def bind(self, links: Links) -> None:
+        self._target = links
+
+    def kick(self, session_key: str) -> None:
+        self._target.kick(session_key)
+
+    def subscribe(self, session_key: str, filters: Sequence[str]) -> None:
+        self._target.subscribe(session_key, filters)
+
+    def unsubscribe(self, session_key: str, filters: Sequence[str]) -> None:
+        self._target.unsubscribe(session_key, filters)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._target.publish(topic, payload)

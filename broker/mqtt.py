@@ -14,6 +14,7 @@ from broker.access import DEVICE_NAMESPACES
 from broker.amqtt_plugin import GateHooks
 from broker.core import CoreLimits, CoreStats, GatehouseBroker
 from broker.gate import Gate
+from broker.links import Links
 
 AUTH_PLUGIN = "broker.amqtt_plugin.GatehouseAuthPlugin"
 TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"
@@ -71,14 +72,21 @@ class MqttBroker:
     def __init__(self, config: MqttConfig, gate: Gate) -> None:
         self.config = config
         self.gate = gate
+        self._hooks = GateHooks(gate)
         self._broker: GatehouseBroker | None = None
+
+    @property
+    def links(self) -> Links:
+        """What the gate asks of this broker (kick, subscribe, publish); usable once
+        `start` has run, and bound to the gate's parts before it (broker/assemble.py)."""
+        return self._hooks
 
     @property
     def stats(self) -> CoreStats | None:
         return self._broker.stats if self._broker is not None else None
 
     async def start(self) -> None:
-        hooks = GateHooks(self.gate)
+        hooks = self._hooks
         # Devices do not retain on the platforms gatehouse emulates (issue 14, item 5).
         limits = replace(self.config.limits, no_retain_prefixes=DEVICE_NAMESPACES)
         self._broker = GatehouseBroker(

@@ -9,13 +9,13 @@ sinks. A fault is always a reply with a code and a message, never an exception.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.codecs import Codec, PayloadCodecs
 from broker.credentials import CredentialCache, ProductCredential
 from broker.identity import DeviceIdentity
@@ -107,19 +107,23 @@ class Router:
         writer: WriteBehind,
         codecs: Mapping[str, Codec],
         *,
+        payloads: PayloadCodecs | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         post_for: PostFor = own_device_only,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.registry = registry
         self.cache = cache
         self.writer = writer
         self.codecs = codecs
-        self.payloads = PayloadCodecs(registry, codecs)  # Custom products' scripts and codecs
+        # Custom products' scripts and codecs (shared with the commands going down).
+        self.payloads = PayloadCodecs(registry, codecs) if payloads is None else payloads
+        self.clock = clock
         self.max_payload = max_payload
         self.post_for = post_for
 
     async def uplink(self, device: DeviceIdentity, topic: str, payload: bytes) -> Outcome:
-        now_ms = int(time.time() * 1000)
+        now_ms = self.clock.wall_ms()
         parsed = parse_device_topic(topic)
         found = (
             device.dialect.classify_uplink(parsed.rest)

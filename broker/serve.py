@@ -18,11 +18,14 @@ import uvicorn
 
 from broker import provision
 from broker.api import create_app
+from broker.assemble import assemble_gate
 from broker.bootstrap import first_organization
+from broker.clock import SYSTEM_CLOCK
 from broker.codecs import load_codecs
 from broker.config import ServeConfig
 from broker.core import CoreLimits
-from broker.gate import Gate, GateConfig
+from broker.gate import GateConfig
+from broker.links import LateLinks
 from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
 from broker.streams.runtime import Applications, ApplicationsConfig
 from broker.streams.subscriptions import RetentionConfig
@@ -136,7 +139,10 @@ async def serve(config: ServeConfig) -> None:
             ca_file = ca_dir / "ca-chain.pem"
             ca_file.write_text(ca.cert_pem)
         tls = TlsFiles(server_cert, server_key, ca_file)
-        gate = Gate(registry, gate_config(config), load_codecs(dict(config.codecs)))
+        links = LateLinks()  # the running broker's, bound to it below
+        gate = assemble_gate(
+            registry, gate_config(config), load_codecs(dict(config.codecs)), links, SYSTEM_CLOCK
+        )
         await gate.start()
         apps = Applications(SqlStreamStore(store), gate, applications_config(config))
         await apps.start()
@@ -151,6 +157,9 @@ async def serve(config: ServeConfig) -> None:
             ),
             gate,
         )
+        # The one cycle: the broker is built around the gate, and the gate's parts send
+        # through the broker. Bound before it accepts anyone (broker/assemble.py).
+        links.bind(mqtt.links)
 
         def stats() -> dict[str, Any]:
             core = mqtt.stats

@@ -21,11 +21,11 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from registry import StorageUnavailable
 from registry.store import LatestRow, LogRow, PresenceRow, TelemetryStore
 
@@ -80,8 +80,15 @@ BatchObserver = Callable[[CommittedBatch], Awaitable[None]]
 
 
 class WriteBehind:
-    def __init__(self, store: TelemetryStore, config: WriterConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: TelemetryStore,
+        config: WriterConfig | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.store = store
+        self.clock = clock
         self.config = config or WriterConfig()
         self.stats = WriterStats()
         self._presence: dict[tuple[str, str], PresenceRow] = {}
@@ -225,7 +232,7 @@ class WriteBehind:
             if done is not None:
                 done.set_result(None)
             return
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             await self.store.write_behind(presence, log_rows, latest)
             await self._tell(batch)
@@ -243,7 +250,7 @@ class WriteBehind:
         if done is not None and not done.done():
             done.set_result(None)
         self._recovered()
-        self.stats.flush_seconds += time.monotonic() - started
+        self.stats.flush_seconds += self.clock.monotonic() - started
         self.stats.flushes += 1
         self.stats.rows += len(presence) + len(log_rows) + len(latest)
         self._since_prune += len(log_rows)
@@ -269,7 +276,7 @@ class WriteBehind:
         self.stats.last_error = exc.msg
         if not self.stats.failing:
             self.stats.failing = True
-            self.stats.failing_since = time.time()
+            self.stats.failing_since = self.clock.wall_ms() / 1000
             log.error(
                 "the registry cannot write (%s): %d rows not stored; devices get error"
                 " replies and no PUBACK, and the API answers 503, until it can",
@@ -279,10 +286,11 @@ class WriteBehind:
 
     def _recovered(self) -> None:
         if self.stats.failing:
-            since = self.stats.failing_since or time.time()
+            now = self.clock.wall_ms() / 1000
+            since = self.stats.failing_since or now
             log.warning(
                 "the registry writes again, after %.1f s (%d batches not stored)",
-                time.time() - since,
+                now - since,
                 self.stats.failures,
             )
             self.stats.failing = False

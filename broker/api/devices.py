@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,7 +102,7 @@ def connect_block_actions(guard: ConnectGuard) -> dict[str, Handler]:
     (its connect limit, wrong signs from an address), and lifting it."""
 
     def view(device: Device) -> dict[str, Any]:
-        now, wall_ms = time.monotonic(), time.time() * 1000
+        now, wall_ms = guard.clock.monotonic(), guard.clock.wall_ms()
         key = (device.productKey, device.deviceKey)
         blocks = [
             {
