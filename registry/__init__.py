@@ -1,5 +1,6 @@
 """Gatehouse's registry: organisations, products, devices, thing models, topology and
-bindings, with their rules, persisted in SQLite."""
+bindings, with their rules, persisted behind the store interfaces of `registry.store`
+(SQLite or PostgreSQL)."""
 
 from registry.errors import (
     Conflict,

@@ -1,6 +1,8 @@
 """Schema migrations, applied in order; `PRAGMA user_version` records how far a database is.
 
 Append a new script to MIGRATIONS to change the schema; never edit one that has shipped.
+Each has a PostgreSQL twin, by number, in `registry/store/postgres_migrations.py`
+(tests/test_stores.py checks that they stay in step).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Storage behind small typed interfaces (`registry.store.protocols`), on SQLite or
-PostgreSQL; `open_store` picks one by URL."""
+PostgreSQL; `registry.store.urls.store_for` picks one by URL."""
 
 from registry.store.protocols import (
     CertificateStore,
