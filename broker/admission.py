@@ -291,11 +291,9 @@ def _admit_device(
             "the product requires two-way TLS: present a client certificate from this CA",
             codes.SSL_REQUIRED,
         )
-    if not device.activated and product.quota_left == 0:
-        return refuse(
-            "activation-quota",
-            f"the product's activation quota ({settings.activationQuota}) is used up",
-            None,
-        )
+    problem = cache.activation_refused(key, int(wall_ms))
+    if problem is not None:
+        return refuse(*problem, None)
+    cache.codes.take(key, int(wall_ms))  # the code is the device's from now on
     guard.signs.record(key, attempt.password or "")
     return DeviceIdentity(product_key, device_key, device.org_id, serial, activating, dialect)

@@ -11,14 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from broker.activation_codes import ActivationCodes, CodeLedger
 from registry import Certificate, Device, Organization, Product
+from registry.activation import ActivationCode
 from registry.models import Topology
 
 DeviceId = tuple[str, str]  # (ProductKey, DeviceKey)
 
 
-class CredentialSource(Protocol):
-    """What the cache is loaded from at start (the registry)."""
+class CredentialSource(CodeLedger, Protocol):
+    """What the cache is loaded from at start (the registry), and where the activation
+    codes' decisions are written."""
 
     async def all_orgs(self) -> list[Organization]: ...
     async def all_products(self) -> list[Product]: ...
@@ -26,6 +29,7 @@ class CredentialSource(Protocol):
     async def revoked_serials(self) -> list[str]: ...
     async def live_certificates(self) -> list[tuple[str, str, str]]: ...
     async def all_topology(self) -> list[Topology]: ...
+    async def all_activation_codes(self) -> list[ActivationCode]: ...
 
 
 @dataclass(slots=True)
@@ -72,6 +76,9 @@ class CredentialCache:
         self.on_certificate_revoked: Callable[[str], None] | None = None
         # Called when a device may no longer stay connected: (pk, dk, deleted).
         self.on_revoked: Callable[[str, str, bool], None] | None = None
+        # Products' activation codes and the code each device holds.
+        self.codes = ActivationCodes()
+        self.codes.on_exhausted = self._codes_ran_out
 
     async def load(self, store: CredentialSource) -> None:
         for org in await store.all_orgs():
@@ -86,6 +93,8 @@ class CredentialCache:
         for topo in await store.all_topology():
             gateway = (topo.gatewayProductKey, topo.gatewayDeviceKey)
             self.topology_changed(topo.productKey, topo.deviceKey, gateway)
+        self.codes.ledger = store
+        self.codes.load(await store.all_activation_codes())
 
     def _put(self, device: Device) -> DeviceCredential:
         key = (device.productKey, device.deviceKey)
@@ -111,6 +120,38 @@ class CredentialCache:
             product.activated += 1
         return True
 
+    def activation_refused(self, key: DeviceId, now_ms: int) -> tuple[str, str] | None:
+        """Why the device may not activate or connect now, as (reason, message): the
+        product's activation quota, or its activation codes. None if it may."""
+        product = self.products.get(key[0])
+        device = self.devices.get(key)
+        if product is None or device is None:
+            return None
+        quota = product.product.settings.activationQuota
+        if not device.activated and product.quota_left == 0:
+            return "activation-quota", f"the product's activation quota ({quota}) is used up"
+        if not self.codes.admissible(key, now_ms):
+            return (
+                "activation-code",
+                f"product {key[0]} has no activation code left for the device; purchase more",
+            )
+        return None
+
+    def _codes_ran_out(self, key: DeviceId) -> None:
+        """The device's activation code ended and none is left: it is inactive again,
+        and an online one is logged out."""
+        entry = self.devices.get(key)
+        if entry is None:
+            return
+        if entry.activated:
+            entry.activated = False
+            product = self.products.get(key[0])
+            if product is not None:
+                product.activated -= 1
+            self.codes.deactivated(key)
+        if self.on_revoked is not None:
+            self.on_revoked(key[0], key[1], False)
+
     # -- RegistryObserver ----------------------------------------------------------------
 
     def devices_saved(self, devices: Sequence[Device]) -> None:
@@ -126,6 +167,7 @@ class CredentialCache:
             self.gateway_of.pop(sub, None)
         # The registry revoked the device's certificates along with it.
         self.revoked.update(self.certificates.pop(key, set()))
+        self.codes.forget_device(key)
         entry = self.devices.pop(key, None)
         product = self.products.get(product_key)
         if entry is not None and entry.activated and product is not None:
@@ -141,6 +183,10 @@ class CredentialCache:
 
     def product_deleted(self, product_key: str) -> None:
         self.products.pop(product_key, None)
+        self.codes.forget_product(product_key)
+
+    def activation_codes_added(self, codes: Sequence[ActivationCode]) -> None:
+        self.codes.add(codes)
 
     def org_saved(self, org: Organization) -> None:
         self.apps[org.accessKey] = AppCredential(org.orgId, org.secretHash)

@@ -316,10 +316,9 @@ class GatewayService:
                     codes.NOT_GATEWAYS_SUB_DEVICE,
                     f"product {sub[0]} specifies its gateways, and this is not one of them",
                 )
-            if not credential.activated and product.quota_left == 0:
-                return fault(
-                    codes.DEVICE_DISABLED, f"product {sub[0]}'s activation quota is used up"
-                )
+        refused = self.cache.activation_refused(sub, self.clock.wall_ms())
+        if refused is not None:
+            return fault(codes.DEVICE_DISABLED, f"{label}: {refused[1]}")
         sessions = self.presence.sessions
         if sessions.through(*sub) != gateway.key and sessions.full(gateway.key):
             return fault(
@@ -328,6 +327,7 @@ class GatewayService:
             )
         if apply:
             self.guard.signs.record(sub, str(sign))
+            self.cache.codes.take(sub, self.clock.wall_ms())
         if apply and sessions.through(*sub) != gateway.key:
             self.presence.sub_online(gateway, sub)
         return Result(

@@ -265,4 +265,28 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE products SET settings = json_set(settings, '$.category', 'self-defined')
         WHERE json_extract(settings, '$.category') IS NULL;
     """,
+    # 8: activation codes bought per product, and access keys with a permission (issue
+    # 16; README, "Activation codes" and "Access keys")
+    """
+    CREATE TABLE activation_codes (
+        code TEXT PRIMARY KEY,
+        product_key TEXT NOT NULL REFERENCES products(product_key) ON DELETE CASCADE,
+        batch_id TEXT NOT NULL,
+        valid_seconds INTEGER NOT NULL,
+        purchased_at INTEGER NOT NULL,
+        device_key TEXT,
+        consumed_at INTEGER,
+        expires_at INTEGER
+    );
+    CREATE INDEX activation_codes_by_product ON activation_codes(product_key, purchased_at);
+    CREATE TABLE access_keys (
+        access_key TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(org_id),
+        secret_hash TEXT NOT NULL,
+        permission TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX access_keys_by_org ON access_keys(org_id);
+    """,
 )

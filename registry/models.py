@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from registry.activation import Permission
 from registry.catalogue import DEFAULT_CATEGORY, category
 
 # Matched whole (fullmatch): with `^...$` and match(), "abcd\n" would pass, since `$`
@@ -422,6 +423,9 @@ class Organization(BaseModel):
     secretHash: str
     admin: bool
     createdAt: int
+    # What the key that authenticated may do: the organisation's own key is full access,
+    # an extra key (registry.activation.AccessKey) full or read only.
+    permission: Permission = "full"
 
 
 class Project(BaseModel):

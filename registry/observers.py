@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from registry.activation import ActivationCode
 from registry.models import Certificate, Device, Organization, Product
 
 
@@ -30,3 +31,6 @@ class RegistryObserver(Protocol):
     def certificate_issued(self, cert: Certificate) -> None: ...
 
     def certificate_revoked(self, serial: str) -> None: ...
+
+    def activation_codes_added(self, codes: Sequence[ActivationCode]) -> None:
+        """A product's codes were purchased."""

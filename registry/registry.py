@@ -18,6 +18,14 @@ from pydantic import BaseModel, ValidationError
 
 from certs import CertificateAuthority, CertificateError, Issued
 from registry import ids
+from registry.activation import (
+    ACCESS_KEY_LIMIT,
+    AccessKey,
+    AccessKeyCreate,
+    ActivationCode,
+    CodePurchase,
+    CodeTotals,
+)
 from registry.catalogue import category
 from registry.errors import (
     Conflict,
@@ -54,6 +62,7 @@ from registry.tsl import CompiledModel, compile_model
 M = TypeVar("M", bound=BaseModel)
 USER_ID = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")  # matched whole (fullmatch)
 MAX_BATCH = 50_000
+MAX_FREE_CODES = 100_000  # activation codes not yet taken, per product (held in memory)
 DEFAULT_PROJECT = "default"  # every organisation's first project (migration 7 for old ones)
 PROJECT_ID = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 MAX_IMAGE_BYTES = 1024 * 1024  # a product image: PNG or JPEG up to 1 MiB
@@ -254,11 +263,51 @@ class Registry:
         org = self._orgs_by_key.get(access_key)
         if org is None:
             org = await self.store.get_org_by_access_key(access_key)
+            if org is None:
+                org = await self._extra_key(access_key)  # kept too; deleting one forgets it
             if org is not None:
                 self._orgs_by_key[access_key] = org
         if org is None or not ids.secret_matches(access_secret, org.secretHash):
             raise Unauthorized("wrong access key or secret")
         return org
+
+    async def _extra_key(self, access_key: str) -> Organization | None:
+        """The organisation of an extra access key, as that key sees it (its permission)."""
+        key = await self.store.get_access_key(access_key)
+        owner = await self.store.get_org(key.orgId) if key is not None else None
+        if key is None or owner is None:
+            return None
+        return owner.model_copy(
+            update={"secretHash": key.secretHash, "permission": key.permission}
+        )
+
+    async def create_access_key(self, org_id: str, body: Any) -> tuple[AccessKey, str]:
+        """An extra access key, full access or read only; its secret is shown only now."""
+        spec = validate(AccessKeyCreate, body if body is not None else {}, "access key")
+        if len(await self.store.list_access_keys(org_id)) >= ACCESS_KEY_LIMIT:
+            raise Conflict(f"an organisation has at most {ACCESS_KEY_LIMIT} extra access keys")
+        secret = ids.access_secret()
+        key = AccessKey(
+            accessKey=ids.access_key(),
+            orgId=org_id,
+            secretHash=ids.hash_secret(secret),
+            permission=spec.permission,
+            description=spec.description,
+            createdAt=ids.now_ms(),
+        )
+        try:
+            await self.store.insert_access_key(key)
+        except Duplicate:
+            raise Conflict("that access key exists") from None
+        return key, secret
+
+    async def list_access_keys(self, org_id: str) -> list[AccessKey]:
+        return await self.store.list_access_keys(org_id)
+
+    async def delete_access_key(self, org_id: str, access_key: str) -> None:
+        if not await self.store.delete_access_key(org_id, access_key):
+            raise NotFound(f"access key {access_key!r} does not exist")
+        self._orgs_by_key.pop(access_key, None)
 
     async def has_orgs(self) -> bool:
         return await self.store.count_orgs() > 0
@@ -554,6 +603,66 @@ class Registry:
     async def product_stats(self, org_id: str, product_key: str) -> ProductStats:
         await self.get_product(org_id, product_key)
         return await self.store.product_stats(product_key)
+
+    # ------------------------------------------------------------------ activation codes
+
+    async def purchase_codes(
+        self, org_id: str, product_key: str, body: Any
+    ) -> list[ActivationCode]:
+        """A batch of activation codes for the product, each lasting the period given
+        from the moment a device takes it."""
+        await self.get_product(org_id, product_key)
+        purchase = validate(CodePurchase, body, "activation code purchase")
+        now = ids.now_ms()
+        totals = await self.store.activation_code_totals(product_key, now)
+        if totals.available + purchase.count > MAX_FREE_CODES:
+            raise Conflict(
+                f"product {product_key} would hold {totals.available + purchase.count} codes"
+                f" not yet taken; the limit is {MAX_FREE_CODES}"
+            )
+        batch = ids.random_token(12)
+        codes = [
+            ActivationCode(
+                code=ids.random_token(20),
+                productKey=product_key,
+                batchId=batch,
+                validSeconds=purchase.valid_seconds,
+                purchasedAt=now,
+            )
+            for _ in range(purchase.count)
+        ]
+        try:
+            await self.store.insert_activation_codes(codes)
+        except Duplicate:  # once in 10^35
+            raise Conflict("a generated code exists; purchase again") from None
+        for observer in self.observers:
+            observer.activation_codes_added(codes)
+        return codes
+
+    async def code_totals(self, org_id: str, product_key: str) -> CodeTotals:
+        await self.get_product(org_id, product_key)
+        return await self.store.activation_code_totals(product_key, ids.now_ms())
+
+    async def list_codes(
+        self, org_id: str, product_key: str, page: Page
+    ) -> tuple[list[ActivationCode], int]:
+        """The product's codes in the order devices take them."""
+        totals = await self.code_totals(org_id, product_key)
+        codes = await self.store.list_activation_codes(product_key, page.offset, page.size)
+        return codes, totals.total
+
+    async def all_activation_codes(self) -> list[ActivationCode]:
+        return await self.store.all_activation_codes()
+
+    async def consume_activation_code(
+        self, code: str, device_key: str, consumed_at: int, expires_at: int
+    ) -> bool:
+        """Record what the broker decided: a device took a code (broker/activation_codes.py)."""
+        return await self.store.consume_activation_code(code, device_key, consumed_at, expires_at)
+
+    async def deactivate_device(self, product_key: str, device_key: str) -> None:
+        """Record what the broker decided: the device's codes ran out, it is inactive."""
+        await self.store.deactivate_device(product_key, device_key)
 
     # ------------------------------------------------------------------ devices
 

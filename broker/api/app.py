@@ -15,6 +15,8 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
+from broker.api.access_keys import ACCESS_KEY_ACTIONS
+from broker.api.activation_codes import CODE_ACTIONS
 from broker.api.bindings import BINDING_ACTIONS
 from broker.api.broker_stats import StatsSource, Sync, broker_actions
 from broker.api.calls import Call, Handler
@@ -29,6 +31,7 @@ from broker.api.live_stream import stream_endpoint
 from broker.api.messages import MESSAGE_ACTIONS
 from broker.api.metrics import Metrics, metrics_endpoint
 from broker.api.organizations import ORG_ACTIONS
+from broker.api.permissions import check_permission
 from broker.api.product_scripts import SCRIPT_ACTIONS
 from broker.api.products import IMAGE_ACTIONS, PRODUCT_ACTIONS, STATISTICS_ACTIONS
 from broker.api.subscriptions import subscription_actions
@@ -69,6 +72,8 @@ RESOURCES: dict[str, dict[str, Handler]] = {
     "categories": CATEGORY_ACTIONS,
     "projects": PROJECT_ACTIONS,
     "messages": MESSAGE_ACTIONS,
+    "activation-codes": CODE_ACTIONS,
+    "access-keys": ACCESS_KEY_ACTIONS,
 }
 
 # Body schemas shown in the OpenAPI document for the actions that take one.
@@ -145,6 +150,7 @@ def _route(name: str, actions: dict[str, Handler]) -> Any:
         handler = actions.get(action)
         if handler is None:
             raise InvalidArgument(f"unknown action {action!r} for {name}; use one of: {known}")
+        check_permission(org, name, action)
         call = Call(registry, org, request.query_params, await _body(request))
         return await handler(call)
 

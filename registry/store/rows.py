@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from registry.activation import AccessKey, ActivationCode
 from registry.models import (
     Certificate,
     Command,
@@ -200,4 +201,28 @@ def product_image(row: Row) -> ProductImage:
         contentType=row["content_type"],
         content=bytes(row["content"]),
         updatedAt=row["updated_at"],
+    )
+
+
+def activation_code(row: Row) -> ActivationCode:
+    return ActivationCode(
+        code=row["code"],
+        productKey=row["product_key"],
+        batchId=row["batch_id"],
+        validSeconds=row["valid_seconds"],
+        purchasedAt=row["purchased_at"],
+        deviceKey=row["device_key"],
+        consumedAt=row["consumed_at"],
+        expiresAt=row["expires_at"],
+    )
+
+
+def access_key(row: Row) -> AccessKey:
+    return AccessKey(
+        accessKey=row["access_key"],
+        orgId=row["org_id"],
+        secretHash=row["secret_hash"],
+        permission=row["permission"],
+        description=row["description"],
+        createdAt=row["created_at"],
     )

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from registry.activation import AccessKey, ActivationCode, CodeTotals
 from registry.models import (
     Binding,
     Certificate,
@@ -721,5 +722,112 @@ class SqlQueries:
     async def delete_product_image(self, product_key: str) -> bool:
         deleted = await self._write(
             "DELETE FROM product_images WHERE product_key = ?", (product_key,)
+        )
+        return deleted > 0
+
+    # ------------------------------------------------------------------ activation codes
+
+    async def insert_activation_codes(self, codes: Sequence[ActivationCode]) -> None:
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT INTO activation_codes (code, product_key, batch_id, valid_seconds,"
+                " purchased_at, device_key, consumed_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.code,
+                        c.productKey,
+                        c.batchId,
+                        c.validSeconds,
+                        c.purchasedAt,
+                        c.deviceKey,
+                        c.consumedAt,
+                        c.expiresAt,
+                    )
+                    for c in codes
+                ],
+            )
+
+    async def all_activation_codes(self) -> list[ActivationCode]:
+        """Every code, each product's in the order they were bought (the order taken)."""
+        rows = await self._all(
+            f"SELECT * FROM activation_codes ORDER BY purchased_at, {self.ORDER}"  # noqa: S608
+        )
+        return [records.activation_code(r) for r in rows]
+
+    async def list_activation_codes(
+        self, product_key: str, offset: int, limit: int
+    ) -> list[ActivationCode]:
+        rows = await self._all(
+            "SELECT * FROM activation_codes WHERE product_key = ?"  # noqa: S608
+            f" ORDER BY purchased_at, {self.ORDER} LIMIT ? OFFSET ?",
+            (product_key, limit, offset),
+        )
+        return [records.activation_code(r) for r in rows]
+
+    async def consume_activation_code(
+        self, code: str, device_key: str, consumed_at: int, expires_at: int
+    ) -> bool:
+        """Give a free code to a device; False if it was taken (or is gone)."""
+        changed = await self._write(
+            "UPDATE activation_codes SET device_key = ?, consumed_at = ?, expires_at = ?"
+            " WHERE code = ? AND device_key IS NULL",
+            (device_key, consumed_at, expires_at, code),
+        )
+        return changed > 0
+
+    async def activation_code_totals(self, product_key: str, now_ms: int) -> CodeTotals:
+        row = await self._one(
+            "SELECT COUNT(*), COUNT(device_key),"
+            " COALESCE(SUM(CASE WHEN expires_at > ? THEN 1 ELSE 0 END), 0)"
+            " FROM activation_codes WHERE product_key = ?",
+            (now_ms, product_key),
+        )
+        total, consumed, in_use = (int(v) for v in row) if row else (0, 0, 0)
+        return CodeTotals(
+            productKey=product_key,
+            total=total,
+            available=total - consumed,
+            consumed=consumed,
+            inUse=in_use,
+        )
+
+    async def deactivate_device(self, product_key: str, device_key: str) -> None:
+        """The device is inactive again (its activation code ran out)."""
+        await self._write(
+            "UPDATE devices SET activated_at = NULL WHERE product_key = ? AND device_key = ?",
+            (product_key, device_key),
+        )
+
+    # ------------------------------------------------------------------ access keys
+
+    async def insert_access_key(self, key: AccessKey) -> None:
+        await self._write(
+            "INSERT INTO access_keys (access_key, org_id, secret_hash, permission,"
+            " description, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key.accessKey,
+                key.orgId,
+                key.secretHash,
+                key.permission,
+                key.description,
+                key.createdAt,
+            ),
+        )
+
+    async def get_access_key(self, access_key: str) -> AccessKey | None:
+        row = await self._one("SELECT * FROM access_keys WHERE access_key = ?", (access_key,))
+        return records.access_key(row) if row else None
+
+    async def list_access_keys(self, org_id: str) -> list[AccessKey]:
+        rows = await self._all(
+            "SELECT * FROM access_keys WHERE org_id = ? ORDER BY created_at, access_key",
+            (org_id,),
+        )
+        return [records.access_key(r) for r in rows]
+
+    async def delete_access_key(self, org_id: str, access_key: str) -> bool:
+        deleted = await self._write(
+            "DELETE FROM access_keys WHERE org_id = ? AND access_key = ?", (org_id, access_key)
         )
         return deleted > 0
