@@ -145,7 +145,13 @@ LOAD_OPTIONS = (
     "bad_value_share",
     "malformed_share",
     "reconnect_storm_share",
+    "psm_share",
+    "psm_cycle",
+    "psm_awake",
+    "edrx_share",
+    "edrx_cycle",
 )
+EDRX_CYCLE = click.FloatRange(20.48, 10_485.76)  # the product rule's range
 
 
 @click.group(
@@ -153,7 +159,7 @@ LOAD_OPTIONS = (
     short_help="Put simulated devices on the wire at a rate and report.",
 )  # fmt: skip
 @click.option("--devices", type=COUNT, default=100, help="directly connected devices")
-@click.option("--gateways", type=COUNT, default=0, help="gateways (EnOS)")
+@click.option("--gateways", type=COUNT, default=0, help="gateways, of --dialect too")
 @click.option("--subdevices-per-gateway", type=COUNT, default=0, help="sub-devices of each")
 @click.option("--rate", type=POSITIVE, default=100.0, help="posts a second, in all")
 @click.option("--duration", type=POSITIVE, default=10.0, help="seconds of posting")
@@ -173,6 +179,27 @@ LOAD_OPTIONS = (
 @click.option(
     "--reconnect-storm-share", type=SHARE, default=0.0, help="devices reconnecting at once"
 )
+@click.option(
+    "--psm-share",
+    type=SHARE,
+    default=0.0,
+    help="devices that sleep in PSM (NB-IoT on China Telecom AEP, a product of their own):"
+    " each wakes every --psm-cycle s, posts once, stays up --psm-awake s, disconnects",
+)
+@click.option(
+    "--psm-cycle",
+    type=POSITIVE,
+    default=60.0,
+    help="seconds from one PSM wake to the next (below 30 s the connect limit refuses some)",
+)
+@click.option("--psm-awake", type=POSITIVE, default=2.0, help="seconds a PSM device stays up")
+@click.option(
+    "--edrx-share",
+    type=SHARE,
+    default=0.0,
+    help="devices in eDRX (a product of their own): connected, posting once a --edrx-cycle",
+)
+@click.option("--edrx-cycle", type=EDRX_CYCLE, default=20.48, help="the eDRX cycle, seconds")
 @click.option(
     "--scenario",
     type=EXISTING,
@@ -242,6 +269,15 @@ def _run_load(ctx: click.Context, o: dict[str, Any]) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ScenarioError(f"cannot read credentials from {o['credentials']}: {exc}") from None
         settings["devices"] = min(settings["devices"], len(exported))
+        if settings["psm_share"] or settings["edrx_share"]:
+            raise ScenarioError(
+                "--psm-share and --edrx-share make devices of products of their own; with"
+                " --credentials the devices' own products say whether they sleep"
+            )
+    if settings["psm_share"] + settings["edrx_share"] > 1:
+        raise ScenarioError("--psm-share and --edrx-share add up to more than 1")
+    if settings["psm_share"] and settings["psm_awake"] >= settings["psm_cycle"]:
+        raise ScenarioError("--psm-awake must be shorter than --psm-cycle")
     host, port = _endpoint(o["url"], o["mqtt_host"], o["mqtt_port"], o["tls"])
     progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
     config = LoadConfig(

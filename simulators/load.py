@@ -81,6 +81,14 @@ class LoadConfig:
     series_interval: float = 1.0  # seconds a row of the time series covers
     shard: tuple[int, int] = (1, 1)  # this runner is shard K of N
     run_id: str = ""  # the tag of what the run provisions; one per run, for its workers
+    # Sleeping devices (NB-IoT on China Telecom AEP), of products of their own, outside
+    # the --rate rotation: PSM ones wake every psm_cycle s, post once, stay up psm_awake s
+    # and disconnect; eDRX ones stay connected and post once every edrx_cycle s.
+    psm_share: float = 0.0
+    psm_cycle: float = 60.0  # EnOS's connect limit allows 4 CONNECTs in 120 s
+    psm_awake: float = 2.0
+    edrx_share: float = 0.0
+    edrx_cycle: float = 20.48  # the shortest eDRX cycle a product may have
 
     def settings(self) -> dict[str, Any]:
         """Every setting of the run, for the report (the devices' count, not secrets)."""
@@ -139,6 +147,8 @@ class LoadReport:
     shards: list[str] = field(default_factory=list)  # the K/N of each merged report
     series: list[dict[str, Any]] = field(default_factory=list)  # a row per interval
     histograms: dict[str, str] = field(default_factory=dict)  # encoded, for merging
+    # "PSM" and "eDRX": {"devices", "wakes" (PSM), "posts"}, for the modes the run had
+    sleepers: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
@@ -181,6 +191,8 @@ class LoadReport:
             ("latency", ms(self.latency_ms)),
             ("runner CPU", f"{self.runner_cpu_percent:g}% of one core"),
         ]
+        if self.sleepers:
+            rows.append(("sleeping devices", _sleepers_text(self.sleepers)))
         if self.shards:
             rows.append(("shards", ", ".join(self.shards)))
         if self.cleaned_up:
@@ -191,6 +203,14 @@ class LoadReport:
             rows.append(("note", "interrupted: the figures cover what was done"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def _sleepers_text(sleepers: dict[str, dict[str, int]]) -> str:
+    def one(mode: str, counts: dict[str, int]) -> str:
+        wakes = f"{counts['wakes']} wakes, " if "wakes" in counts else ""
+        return f"{mode} {counts['devices']}: {wakes}{counts['posts']} posts"
+
+    return "; ".join(one(mode, counts) for mode, counts in sleepers.items())
 
 
 Sender = tuple[SimDevice, DeviceCredentials | None]  # who posts, and for which sub-device
@@ -205,6 +225,8 @@ class _Fleet:
     interval: Latency = field(default_factory=Latency)  # the same, this series interval
     connect: Latency = field(default_factory=Latency)  # CONNECT to CONNACK
     connect_failures: int = 0
+    psm: list[SimDevice] = field(default_factory=list)
+    edrx: list[SimDevice] = field(default_factory=list)
 
     def record(self, milliseconds: float) -> None:
         self.publish.record_ms(milliseconds)
@@ -220,6 +242,25 @@ class Provisioned:
     own_devices: bool = False  # the devices were created, not read from a file
     subdevices: list[DeviceCredentials] = field(default_factory=list)
     gateways: list[tuple[DeviceCredentials, list[DeviceCredentials]]] = field(default_factory=list)
+    sleep_modes: dict[tuple[str, str], str] = field(default_factory=dict)  # key -> PSM, eDRX
+
+
+def sleeping_counts(config: LoadConfig) -> tuple[int, int]:
+    """How many of the run's devices are PSM and eDRX ones."""
+    return int(config.devices * config.psm_share), int(config.devices * config.edrx_share)
+
+
+def sleeping_product(mode: str, config: LoadConfig) -> dict[str, Any]:
+    """The product settings of sleeping devices: NB-IoT on China Telecom AEP, the only
+    platform whose products choose a power-saving mode."""
+    saving: dict[str, Any] = {"mode": mode}
+    if mode == "eDRX":
+        saving["edrxCycle"] = config.edrx_cycle
+    return {
+        "networkMethod": "NB-IoT",
+        "connectedPlatform": "ChinaTelecomAEP",
+        "powerSaving": saving,
+    }
 
 
 def provision(platform: Platform, config: LoadConfig, made: Provisioned) -> None:
@@ -232,12 +273,23 @@ def provision(platform: Platform, config: LoadConfig, made: Provisioned) -> None
         return
     platform.ensure_model(LOAD_MODEL, LOAD_TSL)
     if config.devices and not made.devices:
-        product = platform.create_product(f"load-{part}", LOAD_MODEL)
-        made.products.append(product)
         made.own_devices = True
-        made.devices = platform.create_devices(
-            product, [f"d{part}{i:06d}" for i in range(config.devices)], "s"
-        )
+        psm, edrx = sleeping_counts(config)
+        for prefix, mode, count in (
+            ("", "", config.devices - psm - edrx),
+            ("psm-", "PSM", psm),
+            ("edrx-", "eDRX", edrx),
+        ):
+            if not count:
+                continue
+            settings = sleeping_product(mode, config) if mode else {}
+            product = platform.create_product(f"load-{prefix}{part}", LOAD_MODEL, **settings)
+            made.products.append(product)
+            letter = (prefix or "d")[0]
+            keys = [f"{letter}{part}{i:06d}" for i in range(count)]
+            created = platform.create_devices(product, keys, "s")
+            made.devices.extend(created)
+            made.sleep_modes.update({(d.product_key, d.device_key): mode for d in created if mode})
     if config.gateways:
         gw_product = platform.create_product(f"load-gw-{part}", LOAD_MODEL, deviceType="gateway")
         made.products.append(gw_product)
@@ -325,20 +377,25 @@ async def _run(
             creds = DeviceCredentials(
                 creds.product_key, creds.device_key, "wrong-secret-on-purpose"
             )
+        mode = made.sleep_modes.get((creds.product_key, creds.device_key))
         creds = replace(creds, dialect=config.dialect)
-        fleet.devices.append(
-            SimDevice(
-                creds,
-                config.host,
-                config.mqtt_port,
-                tls=tls,
-                keepalive=300,
-                on_latency=fleet.record,
-            )
+        device = SimDevice(
+            creds, config.host, config.mqtt_port, tls=tls, keepalive=300, on_latency=fleet.record
         )
+        fleet.devices.append(device)
+        if mode == "PSM":
+            fleet.psm.append(device)
+        elif mode == "eDRX":
+            fleet.edrx.append(device)
     sim_gateways = [
         SimGateway(
-            gw, subs, config.host, config.mqtt_port, tls=tls, keepalive=300, on_latency=fleet.record
+            replace(gw, dialect=config.dialect),
+            subs,
+            config.host,
+            config.mqtt_port,
+            tls=tls,
+            keepalive=300,
+            on_latency=fleet.record,
         )
         for gw, subs in made.gateways
     ]
@@ -352,10 +409,19 @@ async def _run(
             if gateway.connected:
                 await gateway.login_all()
                 fleet.senders.extend((gateway, sub) for sub in gateway.subdevices)
+        sleepers = {id(d) for d in (*fleet.psm, *fleet.edrx)}
         fleet.senders.extend(
-            (d, None) for d in fleet.devices if d.connected and not isinstance(d, SimGateway)
+            (d, None)
+            for d in fleet.devices
+            if d.connected and not isinstance(d, SimGateway) and id(d) not in sleepers
         )
-        await _publish(report, fleet, config)
+        started = time.monotonic()
+        try:
+            await asyncio.gather(_publish(report, fleet, config), _sleep(report, fleet, config))
+        finally:  # the sleepers may post on after the rotation ended
+            report.publish_seconds = max(
+                report.publish_seconds, round(time.monotonic() - started, 2)
+            )
     finally:
         ticker.cancel()
         if config.progress:
@@ -450,7 +516,7 @@ async def _storm(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
 
 
 async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
-    if not fleet.senders and fleet.devices:
+    if not fleet.senders and not any(d.connected for d in fleet.devices):
         report.stopped = "no device connected"
     if not fleet.senders or config.rate <= 0:
         return
@@ -496,6 +562,76 @@ async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> Non
             await asyncio.wait(in_flight, timeout=10)
     finally:  # Ctrl-C too: the rate is of what was done, over the time it took
         report.publish_seconds = round(time.monotonic() - started, 2)
+
+
+async def _sleep(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
+    """The sleeping devices for --duration. A PSM device's first wake is its CONNECT of
+    the connect phase; then every psm_cycle s it connects again (those CONNECTs count in
+    the connect latency, their failures by reason), posts once, stays up psm_awake s,
+    which is when the platform sends what it held for it, and disconnects. An eDRX
+    device stays connected and posts once a cycle, the devices spread over the cycle."""
+    if not fleet.psm and not fleet.edrx:
+        return
+    values = ModelValues(LOAD_TSL, seed=11)
+    counts = {
+        mode: {"devices": len(devices), "posts": 0}
+        for mode, devices in (("PSM", fleet.psm), ("eDRX", fleet.edrx))
+        if devices
+    }
+    if fleet.psm:
+        counts["PSM"]["wakes"] = 0
+    report.sleepers = counts
+    failures: Counter[str] = Counter()
+    start = time.monotonic()
+    end = start + config.duration
+
+    async def post(device: SimDevice, mode: str) -> None:
+        counts[mode]["posts"] += 1
+        await device.post(values.next(), qos=config.qos)
+
+    async def wake(device: SimDevice) -> bool:
+        began = time.perf_counter()
+        try:
+            await asyncio.wait_for(device.connect(), 30)
+        except ConnectRefused as exc:
+            failures[f"PSM wake: refused (CONNACK {exc.code})"] += 1
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            failures[f"PSM wake: {type(exc).__name__}"] += 1
+        else:
+            fleet.connect.record_ms((time.perf_counter() - began) * 1000)
+            return True
+        return False
+
+    async def psm(device: SimDevice) -> None:
+        woke_at, first = time.monotonic(), True
+        while True:
+            if device.connected or (not first and await wake(device)):
+                counts["PSM"]["wakes"] += 1
+                await post(device, "PSM")
+                await asyncio.sleep(max(min(config.psm_awake, end - time.monotonic()), 0))
+                await device.close()
+            first, woke_at = False, woke_at + config.psm_cycle
+            if woke_at >= end:
+                return
+            await asyncio.sleep(woke_at - time.monotonic())
+
+    async def edrx(device: SimDevice, offset: float) -> None:
+        due = start + offset
+        while due < end:
+            await asyncio.sleep(max(due - time.monotonic(), 0))
+            if device.connected:
+                await post(device, "eDRX")
+            due += config.edrx_cycle
+
+    spread = config.edrx_cycle / max(len(fleet.edrx), 1)
+    try:
+        await asyncio.gather(
+            *(psm(d) for d in fleet.psm),
+            *(edrx(d, i * spread) for i, d in enumerate(fleet.edrx)),
+        )
+    finally:
+        failures.update(report.failures)
+        report.failures = dict(failures)
 
 
 def _one_post(
@@ -651,6 +787,10 @@ def merge(reports: list[LoadReport]) -> LoadReport:
         merged.shards.extend(report.shards)
         merged.gatehouse_version = merged.gatehouse_version or report.gatehouse_version
         merged.settings = merged.settings or report.settings
+        for mode, counts in report.sleepers.items():
+            into = merged.sleepers.setdefault(mode, {})
+            for name, value in counts.items():
+                into[name] = into.get(name, 0) + value
         failures.update(report.failures)
         reasons.update(report.refusal_reasons)
         codes.update(report.reply_codes)

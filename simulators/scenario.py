@@ -8,6 +8,10 @@ engineer can write down a field problem and replay it.
     rate = 200            # posts a second, in all
     duration = 60
     qos = 1
+    psm_share = 0.1       # sleeping devices: PSM, waking every psm_cycle s
+    psm_cycle = 60
+    edrx_share = 0.1      # eDRX: connected, posting once an edrx_cycle
+    edrx_cycle = 20.48
     [bad]
     wrong_secret_share = 0.02   # sign with a wrong secret: refused
     bad_value_share = 0.05      # a value outside the thing model: 460
@@ -50,6 +54,11 @@ class Scenario(BaseModel):
     duration: float | None = Field(default=None, gt=0, le=86_400)
     ramp: float | None = Field(default=None, gt=0, le=1_000_000)
     qos: int | None = Field(default=None, ge=0, le=1)
+    psm_share: float | None = Share
+    psm_cycle: float | None = Field(default=None, gt=0, le=86_400)
+    psm_awake: float | None = Field(default=None, gt=0, le=86_400)
+    edrx_share: float | None = Share
+    edrx_cycle: float | None = Field(default=None, ge=20.48, le=10_485.76)
     bad: Bad = Field(default_factory=Bad)
 
     def settings(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from broker.protocol.credentials_file import write_credentials
@@ -499,3 +500,83 @@ def test_load_and_sim_find_the_platform_by_its_url(tmp_path: Path) -> None:
         )  # fmt: skip
         assert result.returncode == 1, result.stderr
         assert "cannot reach the API at http://127.0.0.1:1" in result.stderr
+
+
+async def test_a_simulated_alink_gateway_logs_in_and_posts_for_its_sub_devices(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    gateway = replace(creds(new_device(api, make_product(deviceType="gateway"))), dialect="alink")
+    sub_product = make_product(deviceType="subdevice")
+    subs = [creds(new_device(api, sub_product)) for _ in range(3)]
+    sim = SimGateway(gateway, subs, port=gatehouse.mqtt_port)
+    await sim.connect()
+    try:
+        assert all(r and r["code"] == 200 for r in await sim.add_topology(batch=2))
+        assert all(r and r["code"] == 200 for r in await sim.login_all(batch=2))
+        assert len(sim.logged_in) == 3
+        reply = await sim.post_for(subs[0], {"temp": 20.5})
+        # Alink's reply names its method; the post went on linkkit's property topic.
+        assert reply is not None and reply["code"] == 200, reply
+        assert reply["method"] == "thing.event.property.post"
+        assert (await sim.logout(subs[0]) or {}).get("code") == 200
+        assert len(sim.logged_in) == 2
+    finally:
+        await sim.close()
+
+
+def messages(api: Api, product: str, device: str, **query: str) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = api(
+        "devices", "listMessages", productKey=product, deviceKey=device, limit=100, **query
+    ).ok()
+    return found
+
+
+def test_a_load_of_sleeping_devices_and_alink_gateways(
+    gatehouse: Gatehouse, api: Api, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    result = gatehouse_cli(
+        gatehouse, "load", "--devices", "4", "--psm-share", "0.5", "--edrx-share", "0.25",
+        "--psm-cycle", "1.5", "--psm-awake", "0.3", "--edrx-cycle", "20.48",
+        "--gateways", "1", "--subdevices-per-gateway", "2", "--dialect", "alink",
+        "--rate", "20", "--duration", "3.5", "--no-progress", "--report", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["connected"] == 5 and report["failures"] == {}, report["failures"]
+    psm, edrx = report["sleepers"]["PSM"], report["sleepers"]["eDRX"]
+    # Each PSM device woke in the connect phase and again every 1.5 s of the 3.5 s.
+    assert psm["devices"] == 2 and psm["wakes"] >= 4 and psm["posts"] == psm["wakes"], psm
+    assert edrx == {"devices": 1, "posts": 1}  # one post a 20.48 s cycle
+    assert report["reply_codes"] == {"200": report["sent"]}
+    assert "sleeping devices   PSM 2: " in result.stdout
+    run = report["settings"]["run_id"]
+    products = {p["productName"]["defaultValue"]: p for p in
+                api("products", "list", pageSize=1000).ok()}  # fmt: skip
+    for name, mode in ((f"load-psm-{run}", "PSM"), (f"load-edrx-{run}", "eDRX")):
+        product = products[name]
+        assert (product["networkMethod"], product["connectedPlatform"]) == (
+            "NB-IoT",
+            "ChinaTelecomAEP",
+        )
+        assert product["powerSaving"]["mode"] == mode
+    # The platform saw a PSM device come and go with each wake.
+    events = messages(api, products[f"load-psm-{run}"]["productKey"], f"p{run}000000",
+                      kinds="online,offline")  # fmt: skip
+    assert sum(e["kind"] == "offline" for e in events) >= 2, events
+    # The gateway logged its sub-devices in as linkkit does, and posted for them so.
+    gateway = (products[f"load-gw-{run}"]["productKey"], f"g{run}0000")
+    uplinks = messages(api, *gateway, kind="up")
+    assert any(str(m["topic"]).endswith("/combine/batch_login") for m in uplinks), uplinks
+    sub = messages(api, products[f"load-sub-{run}"]["productKey"], f"g{run}0000s00000", kind="up")
+    assert sub and all(str(m["topic"]).endswith("/thing/event/property/post") for m in sub), sub
+
+
+def test_sleeping_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    for args, said in (
+        (["--psm-share", "0.6", "--edrx-share", "0.6"], "add up to more than 1"),
+        (["--psm-share", "0.1", "--psm-cycle", "2", "--psm-awake", "2"], "shorter than"),
+        (["--edrx-share", "0.1", "--edrx-cycle", "5"], "Invalid value for '--edrx-cycle'"),
+    ):
+        result = gatehouse_cli(None, "load", *args)
+        assert result.returncode in (1, 2) and said in result.stderr, result.stderr
