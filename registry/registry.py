@@ -55,6 +55,7 @@ from registry.models import (
     Topology,
 )
 from registry.observers import RegistryObserver
+from registry.product_search import compile_expression
 from registry.scripts import ProductScript, script_upload, version_of
 from registry.store import CommandStore, Duplicate, Store, TelemetryStore
 from registry.tsl import CompiledModel, compile_model
@@ -62,6 +63,7 @@ from registry.tsl import CompiledModel, compile_model
 M = TypeVar("M", bound=BaseModel)
 USER_ID = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")  # matched whole (fullmatch)
 MAX_BATCH = 50_000
+SEARCH_BATCH = 1000  # products read at a time by search_products
 MAX_FREE_CODES = 100_000  # activation codes not yet taken, per product (held in memory)
 DEFAULT_PROJECT = "default"  # every organisation's first project (migration 7 for old ones)
 PROJECT_ID = re.compile(r"[A-Za-z0-9_\-]{1,32}")
@@ -468,6 +470,22 @@ class Registry:
             raise NotFound(f"project {project_id!r} does not exist")
         products = await self.store.list_products(org_id, page.offset, page.size, project_id)
         return products, await self.store.count_products(org_id, project_id)
+
+    async def search_products(
+        self, org_id: str, expression: str, page: Page
+    ) -> tuple[list[Product], int]:
+        """EnOS's Search Product: the products matching the expression, newest first.
+        Products are read in batches and tested here (an organisation has few)."""
+        test = compile_expression(expression)
+        matched: list[Product] = []
+        offset = 0
+        while True:
+            batch = await self.store.list_products(org_id, offset, SEARCH_BATCH)
+            matched.extend(p for p in batch if test(p))
+            if len(batch) < SEARCH_BATCH:
+                break
+            offset += SEARCH_BATCH
+        return matched[page.offset : page.offset + page.size], len(matched)
 
     async def update_product(self, org_id: str, product_key: str, changes: Any) -> Product:
         product = await self.get_product(org_id, product_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 
 from starlette.responses import Response
 
@@ -28,6 +29,18 @@ async def list_(call: Call) -> Response:
     products, total = await call.registry.list_products(
         call.org.orgId, page, call.query.get("projectId") or None
     )
+    return ok([p.view() for p in products], pagination=pagination(page, total))
+
+
+async def search(call: Call) -> Response:
+    """EnOS's Search Product: `{"expression": ..., "pagination": {...}}`, newest first
+    (registry/product_search.py has the grammar)."""
+    body = call.body if isinstance(call.body, Mapping) else {}
+    expression = body.get("expression", "")
+    if not isinstance(expression, str):
+        raise InvalidArgument("body field expression must be a string")
+    page = call.page()
+    products, total = await call.registry.search_products(call.org.orgId, expression, page)
     return ok([p.view() for p in products], pagination=pagination(page, total))
 
 
@@ -95,6 +108,7 @@ PRODUCT_ACTIONS: dict[str, Handler] = {
     "create": create,
     "get": get,
     "list": list_,
+    "search": search,
     "update": update,
     "delete": delete,
     "release": release,
