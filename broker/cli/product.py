@@ -14,9 +14,17 @@ def product() -> None:
     pass
 
 
-@product.command(help="Create a product; prints its ProductKey.")
+# EnOS's mandatory create fields that the CLI fills in when they are not given.
+PRODUCT_TYPES = {"direct": "Device", "subdevice": "Device", "gateway": "Gateway"}
+
+
+@product.command(
+    help="Create a product; prints its ProductKey. EnOS's mandatory fields are filled in:"
+    " productType from --type (Device), dataFormat Json, biDirectionalAuth false."
+)
 @click.option("--name", help="product name")
-@click.option("--model", help="modelId of its thing model")
+@click.option("--model", help="modelId of its thing model (a standard-TSL --category has one)")
+@click.option("--category", help="a catalogue category (gatehouse product categories)")
 @click.option("--type", "device_type", type=click.Choice(("direct", "gateway", "subdevice")))
 @click.option("--format", "data_format", type=click.Choice(("Json", "Custom")))
 @click.option("--network", help="2G, 3G, 4G, 5G, Wi-Fi, NB-IoT or Bluetooth")
@@ -35,6 +43,7 @@ def create(
     api: Any,
     name: str | None,
     model: str | None,
+    category: str | None,
     device_type: str | None,
     data_format: str | None,
     network: str | None,
@@ -53,10 +62,19 @@ def create(
         "networkMethod": network,
         "productKey": key,
         "productDesc": desc,
+        "category": category,
     }
     settings.update({k: v for k, v in given.items() if v is not None})
     if bidirectional_auth:
         settings["biDirectionalAuth"] = True
+    chosen = settings.get("deviceType") or "direct"
+    settings.setdefault("productType", PRODUCT_TYPES.get(chosen, "Device"))
+    settings.setdefault("dataFormat", "Json")
+    settings.setdefault("biDirectionalAuth", False)
+    if "productName" not in settings:
+        raise click.UsageError("--name is required (EnOS's productName)")
+    if "modelId" not in settings and "category" not in settings:
+        raise click.UsageError("--model (or a standard-TSL --category) is required")
     if dynamic_activation:
         settings["dynamicActivateEnabled"] = True
     click.echo(api.call("products", "create", settings))
@@ -85,3 +103,19 @@ def show(api: Any, product_key: str) -> None:
     found = api.call("products", "get", productKey=product_key)
     found["statistics"] = api.call("statistics", "get", productKey=product_key)
     print_json(found)
+
+
+@product.command(help="List the catalogue of product categories (product templates).")
+@with_api
+def categories(api: Any) -> None:
+    rows = [
+        (
+            c["categoryId"],
+            c["kind"],
+            c.get("deviceType") or "any",
+            c.get("modelId") or "",
+            c["name"],
+        )
+        for c in api.call("categories", "list")
+    ]
+    table(rows, ("CATEGORY", "KIND", "TYPE", "MODEL", "NAME"))
