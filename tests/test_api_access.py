@@ -97,4 +97,4 @@ def test_openapi_document(gatehouse: Gatehouse) -> None:
     assert f"{API}/devices" in doc["paths"]
     operation = doc["paths"][f"{API}/products"]["post"]
     assert "create" in operation["summary"]
-    assert operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["anyOf"]

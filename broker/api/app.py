@@ -25,6 +25,7 @@ from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
 from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
+from broker.api.docs import install_docs
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
 from broker.api.live_stream import stream_endpoint
@@ -196,6 +197,9 @@ def create_app(
             ' {"code": 0, "msg": "OK", "requestId": ..., "data": ...}.'
         ),
         default_response_class=EnvelopeResponse,
+        # The typed document and Swagger UI from local assets: broker/api/docs.py.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.registry = registry
     app.add_middleware(BodyLimit, max_body=max_body)
@@ -249,4 +253,7 @@ def create_app(
         )
         return error(400, InvalidArgument.code, f"invalid request: {problems}")
 
+    install_docs(
+        app, API_PREFIX, resources, stream=streams is not None, metrics=metrics is not None
+    )
     return app
