@@ -182,6 +182,7 @@ async def serve(config: ServeConfig) -> None:
                     subscribe_port=config.subscribe_port,
                     metrics=apps.metrics,
                     sync=gate.writer.sync,
+                    mqtt_ports=(config.mqtt_port, config.mqtts_port),
                 ),
                 host=config.host,
                 port=config.http_port,

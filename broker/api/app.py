@@ -23,9 +23,9 @@ from broker.api.calls import Call, Handler
 from broker.api.catalogue import CATEGORY_ACTIONS, PROJECT_ACTIONS
 from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
+from broker.api.connection import connection_actions
 from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
-from broker.api.docs import install_docs
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
 from broker.api.live_stream import stream_endpoint
@@ -35,11 +35,13 @@ from broker.api.organizations import ORG_ACTIONS
 from broker.api.permissions import check_permission
 from broker.api.product_scripts import SCRIPT_ACTIONS
 from broker.api.products import IMAGE_ACTIONS, PRODUCT_ACTIONS, STATISTICS_ACTIONS
+from broker.api.session import Sessions, is_console_call, session_org, session_routes
 from broker.api.subscriptions import subscription_actions
 from broker.api.thing_models import MODEL_ACTIONS
 from broker.api.webhooks import webhook_actions
 from broker.commands import CommandService
 from broker.connect_guard import ConnectGuard
+from broker.console import mount_console
 from broker.gateways import GatewayService
 from broker.streams.hub import StreamHub
 from registry import (
@@ -107,6 +109,8 @@ def _credentials(request: Request) -> tuple[str, str]:
 
 
 async def _authenticate(request: Request) -> Organization:
+    if is_console_call(request):  # the console's session cookie (broker/api/session.py)
+        return session_org(request)
     registry: Registry = request.app.state.registry
     return await registry.authenticate(*_credentials(request))
 
@@ -136,7 +140,8 @@ def _route(name: str, actions: dict[str, Handler]) -> Any:
         try:
             return await _dispatch(request, action, orgId)
         except RegistryError as exc:
-            headers = {"WWW-Authenticate": 'Basic realm="gatehouse"'} if exc.status == 401 else None
+            challenge = exc.status == 401 and not is_console_call(request)
+            headers = {"WWW-Authenticate": 'Basic realm="gatehouse"'} if challenge else None
             return error(exc.status, exc.code, exc.msg, headers)
         except Exception:
             log.exception("unexpected error in %s?action=%s", name, action)
@@ -144,8 +149,7 @@ def _route(name: str, actions: dict[str, Handler]) -> Any:
 
     async def _dispatch(request: Request, action: str, orgId: str | None) -> Response:
         registry: Registry = request.app.state.registry
-        key, secret = _credentials(request)
-        org: Organization = await registry.authenticate(key, secret)
+        org = await _authenticate(request)
         if orgId is not None and orgId != org.orgId:
             raise Forbidden(f"your access key does not belong to organisation {orgId!r}")
         handler = actions.get(action)
@@ -187,6 +191,7 @@ def create_app(
     subscribe_port: int = 0,
     metrics: Metrics | None = None,
     sync: Sync | None = None,
+    mqtt_ports: tuple[int, int | None] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -197,11 +202,9 @@ def create_app(
             ' {"code": 0, "msg": "OK", "requestId": ..., "data": ...}.'
         ),
         default_response_class=EnvelopeResponse,
-        # The typed document and Swagger UI from local assets: broker/api/docs.py.
-        docs_url=None,
-        redoc_url=None,
     )
     app.state.registry = registry
+    app.state.sessions = Sessions()
     app.add_middleware(BodyLimit, max_body=max_body)
 
     resources = dict(RESOURCES)
@@ -222,6 +225,8 @@ def create_app(
             methods=["GET"],
             summary="a live stream of the organisation's messages (Server-Sent Events)",
         )
+    if mqtt_ports is not None:
+        resources["connection"] = connection_actions(*mqtt_ports)
     if metrics is not None:
         app.add_api_route(
             "/metrics",
@@ -242,6 +247,9 @@ def create_app(
             f"{LEGACY_PREFIX}/{name}", endpoint, methods=["POST"], include_in_schema=False
         )
 
+    app.router.routes.extend(session_routes())
+    mount_console(app)  # /console: the web console (broker/console/), on this API
+
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -253,7 +261,4 @@ def create_app(
         )
         return error(400, InvalidArgument.code, f"invalid request: {problems}")
 
-    install_docs(
-        app, API_PREFIX, resources, stream=streams is not None, metrics=metrics is not None
-    )
     return app
