@@ -108,10 +108,10 @@ PRODUCT_ACTIONS: dict[str, Handler] = {
     "create": create,
     "get": get,
     "list": list_,
-    "search": search,
     "update": update,
     "delete": delete,
     "release": release,
+    "search": search,
 }
 IMAGE_ACTIONS: dict[str, Handler] = {"put": put_image, "get": get_image, "delete": delete_image}
 STATISTICS_ACTIONS: dict[str, Handler] = {"get": statistics, "list": statistics_list}
