@@ -87,7 +87,7 @@ class WriteBehind:
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.store = store
+        self.telemetry = store  # the narrow interface it writes through
         self.clock = clock
         self.config = config or WriterConfig()
         self.stats = WriterStats()
@@ -234,7 +234,7 @@ class WriteBehind:
             return
         started = self.clock.monotonic()
         try:
-            await self.store.write_behind(presence, log_rows, latest)
+            await self.telemetry.write_behind(presence, log_rows, latest)
             await self._tell(batch)
         except Exception as exc:
             failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
@@ -257,7 +257,7 @@ class WriteBehind:
         if self._since_prune >= self.config.log_keep // 10:
             self._since_prune = 0
             try:
-                await self.store.prune_log(self.config.log_keep)
+                await self.telemetry.prune_log(self.config.log_keep)
             except StorageUnavailable as exc:
                 log.warning("pruning the device log failed: %s", exc.msg)
 
