@@ -137,7 +137,7 @@ def test_a_bad_purchase_is_refused_and_nothing_is_stored(
 
 def test_codes_of_another_organisations_product_are_not_found(api: Api) -> None:
     reply = api("activation-codes", "get", productKey="nosuchpk1")
-    assert reply.status == 404
+    assert reply.status == 404 and reply.code == 99404 and "nosuchpk1" in reply.msg
 
 
 @pytest.mark.both_stores
