@@ -4,6 +4,7 @@ nothing that was answered 200 and claims nothing it did not store."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -61,6 +62,21 @@ def test_a_wrong_url_an_unreachable_server_and_a_refused_login_are_one_line_each
     refused = f"postgresql://stranger@127.0.0.1:{postgres.port}/postgres"
     (login,) = _serve_once(tmp_path / "c", env={"GATEHOUSE_DATABASE": refused})
     assert "login refused" in login and "stranger" in login
+
+
+def test_a_sqlite_url_puts_the_registry_where_it_says(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere" / "registry.sqlite"
+    elsewhere.parent.mkdir()
+    server = Gatehouse(tmp_path / "data", extra_args=("--database", f"sqlite://{elsewhere}"))
+    server.start()
+    try:
+        product = _product(server.client())
+    finally:
+        server.stop()
+    assert elsewhere.exists() and not (tmp_path / "data" / "registry.db").exists()
+    with sqlite3.connect(elsewhere) as db:
+        found = db.execute("SELECT COUNT(*) FROM products WHERE product_key = ?", (product,))
+        assert found.fetchone() == (1,)
 
 
 @pytest.fixture
