@@ -26,6 +26,7 @@ from broker.api.commands import command_actions
 from broker.api.connection import connection_actions
 from broker.api.device_topos import topo_actions
 from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
+from broker.api.docs import install_docs
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
 from broker.api.live_stream import stream_endpoint
@@ -202,6 +203,9 @@ def create_app(
             ' {"code": 0, "msg": "OK", "requestId": ..., "data": ...}.'
         ),
         default_response_class=EnvelopeResponse,
+        # The typed document and Swagger UI from local assets: broker/api/docs.py.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.registry = registry
     app.state.sessions = Sessions()
@@ -261,4 +265,7 @@ def create_app(
         )
         return error(400, InvalidArgument.code, f"invalid request: {problems}")
 
+    install_docs(
+        app, API_PREFIX, resources, stream=streams is not None, metrics=metrics is not None
+    )
     return app
