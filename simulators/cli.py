@@ -220,6 +220,12 @@ EDRX_CYCLE = click.FloatRange(20.48, 10_485.76)  # the product rule's range
 )
 @click.option("--cleanup", is_flag=True, help="delete what the run provisioned, at its end")
 @click.option("--tls", is_flag=True, help="MQTT over TLS")
+@click.option(
+    "--subscribe-replies",
+    is_flag=True,
+    help="each device subscribes to its reply topic, for a broker that does not put devices"
+    " on their topics itself (gatehouse and EnOS do)",
+)
 @click.option("--ca", type=EXISTING, help="the CA (PEM) to trust with --tls  [default: system's]")
 @click.option("--report", type=FILE, help="also write the report here as JSON")
 @click.option(
@@ -289,6 +295,7 @@ def _run_load(ctx: click.Context, o: dict[str, Any]) -> int:
         tls=o["tls"] or o["ca"] is not None,
         ca_file=str(o["ca"] or ""),
         cleanup=o["cleanup"],
+        subscribe_replies=o["subscribe_replies"],
         shard=o["shard"],
         **settings,
     )

@@ -90,8 +90,12 @@ class SimDevice:
         raw: RawFrames | None = None,
         on_latency: Callable[[float], None] | None = None,
         verbose: Callable[[str, str, bytes], None] | None = None,
+        subscribe_replies: bool = False,
     ) -> None:
         self.creds = creds
+        # Subscribe to its reply topic on connect: a generic MQTT broker does not put a
+        # device on its topics as gatehouse and EnOS do.
+        self.subscribe_replies = subscribe_replies
         # Where reply latencies (ms) go; without it they are kept in stats.latencies_ms.
         self.on_latency = on_latency
         # Told of each packet sent and received: ("sent" or "received", topic, payload).
@@ -154,6 +158,13 @@ class SimDevice:
             raise ConnectRefused(int(getattr(exc, "_code", 5))) from None
         self._mqtt = mqtt
         self.stats.connects += 1
+        if self.subscribe_replies:
+            post = (
+                "thing/event/property/post"
+                if self.creds.dialect == "alink"
+                else "thing/measurepoint/post"
+            )
+            mqtt.subscribe(self.topic(post + REPLY_SUFFIX), qos=0)
         if self.buffer:
             await self.resume()
 

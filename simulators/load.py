@@ -89,6 +89,7 @@ class LoadConfig:
     psm_awake: float = 2.0
     edrx_share: float = 0.0
     edrx_cycle: float = 20.48  # the shortest eDRX cycle a product may have
+    subscribe_replies: bool = False  # for a broker that does not subscribe devices itself
 
     def settings(self) -> dict[str, Any]:
         """Every setting of the run, for the report (the devices' count, not secrets)."""
@@ -138,6 +139,10 @@ class LoadReport:
     sent_per_s: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p90, p99, max
     runner_cpu_percent: float = 0.0  # of one core, over the whole run (summed over workers)
+    # CPU seconds of each phase (posting with its replies): a core's connects and posts
+    # a second are connected / connect_cpu_seconds and sent / publish_cpu_seconds.
+    connect_cpu_seconds: float = 0.0
+    publish_cpu_seconds: float = 0.0
     workers: int = 1
     interrupted: bool = False
     stopped: str = ""  # why the posting ended before --duration, if it did
@@ -189,7 +194,11 @@ class LoadReport:
             ("reply codes", counts(dict(sorted(self.reply_codes.items())))),
             ("error rate", f"{100 * self.error_rate:.3g}% of posts without a 200 reply"),
             ("latency", ms(self.latency_ms)),
-            ("runner CPU", f"{self.runner_cpu_percent:g}% of one core"),
+            (
+                "runner CPU",
+                f"{self.runner_cpu_percent:g}% of one core; {self.connect_cpu_seconds:g} s"
+                f" connecting, {self.publish_cpu_seconds:g} s posting",
+            ),
         ]
         if self.sleepers:
             rows.append(("sleeping devices", _sleepers_text(self.sleepers)))
@@ -380,7 +389,13 @@ async def _run(
         mode = made.sleep_modes.get((creds.product_key, creds.device_key))
         creds = replace(creds, dialect=config.dialect)
         device = SimDevice(
-            creds, config.host, config.mqtt_port, tls=tls, keepalive=300, on_latency=fleet.record
+            creds,
+            config.host,
+            config.mqtt_port,
+            tls=tls,
+            keepalive=300,
+            on_latency=fleet.record,
+            subscribe_replies=config.subscribe_replies,
         )
         fleet.devices.append(device)
         if mode == "PSM":
@@ -415,13 +430,15 @@ async def _run(
             for d in fleet.devices
             if d.connected and not isinstance(d, SimGateway) and id(d) not in sleepers
         )
-        started = time.monotonic()
+        started, cpu = time.monotonic(), _cpu_seconds()
         try:
             await asyncio.gather(_publish(report, fleet, config), _sleep(report, fleet, config))
-        finally:  # the sleepers may post on after the rotation ended
-            report.publish_seconds = max(
-                report.publish_seconds, round(time.monotonic() - started, 2)
-            )
+        finally:
+            # The time it posted (Ctrl-C too): not the wait for the last replies after
+            # --duration, which would understate the rate when replies are slow.
+            posted = min(time.monotonic() - started, config.duration)
+            report.publish_seconds = round(posted, 2)
+            report.publish_cpu_seconds = round(_cpu_seconds() - cpu, 2)
     finally:
         ticker.cancel()
         if config.progress:
@@ -435,7 +452,7 @@ def _cpu_seconds() -> float:
 
 async def _connect_all(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
     failures: Counter[str] = Counter()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _cpu_seconds()
     deadline = started + config.connect_deadline
     gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
 
@@ -464,6 +481,7 @@ async def _connect_all(report: LoadReport, fleet: _Fleet, config: LoadConfig) ->
     finally:  # Ctrl-C too: the rate is of what was done
         elapsed = time.monotonic() - started
         report.connect_seconds = round(elapsed, 3)  # a small fleet connects in ms
+        report.connect_cpu_seconds = round(_cpu_seconds() - cpu, 2)
         report.connected = sum(d.connected for d in fleet.devices)
         report.connects_per_s = round(report.connected / max(elapsed, 1e-3), 1)
         report.failures = dict(failures)
@@ -528,40 +546,38 @@ async def _publish(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> Non
     senders = deque(fleet.senders)
     started = time.monotonic()
     sent = 0
-    try:
-        while (now := time.monotonic()) - started < config.duration:
-            due = int((now - started) * config.rate)
-            while sent < due:
-                if len(in_flight) >= config.max_in_flight:
-                    report.skipped += due - sent
-                    sent = due
-                    break
-                found = _next_connected(senders)
-                if found is None:
-                    report.stopped = "every device was disconnected while posting"
-                    break
-                device, sub = found
-                product_key = sub.product_key if sub is not None else device.creds.product_key
-                points = by_product.get(product_key, default).next()
-                if bad_every and sent % bad_every == 0:
-                    points["temp"] = 10_000.0  # outside the model's range: a 460 reply
-                malformed = malformed_every and sent % malformed_every == 1 % malformed_every
-                coro = _one_post(device, sub, points, qos=config.qos, malformed=bool(malformed))
-                task = asyncio.create_task(coro)
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                sent += 1
-            if report.stopped:
+    # The time it posted is measured by `_run`, around this and the sleepers.
+    while (now := time.monotonic()) - started < config.duration:
+        due = int((now - started) * config.rate)
+        while sent < due:
+            if len(in_flight) >= config.max_in_flight:
+                report.skipped += due - sent
+                sent = due
                 break
-            await asyncio.sleep(0.01)
-        if in_flight and report.stopped:
-            # Their connections are gone: no reply can come.
-            for task in in_flight:
-                task.cancel()
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=10)
-    finally:  # Ctrl-C too: the rate is of what was done, over the time it took
-        report.publish_seconds = round(time.monotonic() - started, 2)
+            found = _next_connected(senders)
+            if found is None:
+                report.stopped = "every device was disconnected while posting"
+                break
+            device, sub = found
+            product_key = sub.product_key if sub is not None else device.creds.product_key
+            points = by_product.get(product_key, default).next()
+            if bad_every and sent % bad_every == 0:
+                points["temp"] = 10_000.0  # outside the model's range: a 460 reply
+            malformed = malformed_every and sent % malformed_every == 1 % malformed_every
+            coro = _one_post(device, sub, points, qos=config.qos, malformed=bool(malformed))
+            task = asyncio.create_task(coro)
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            sent += 1
+        if report.stopped:
+            break
+        await asyncio.sleep(0.01)
+    if in_flight and report.stopped:
+        # Their connections are gone: no reply can come.
+        for task in in_flight:
+            task.cancel()
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=10)
 
 
 async def _sleep(report: LoadReport, fleet: _Fleet, config: LoadConfig) -> None:
@@ -779,6 +795,8 @@ def merge(reports: list[LoadReport]) -> LoadReport:
         merged.unanswered += report.unanswered
         merged.skipped += report.skipped
         merged.runner_cpu_percent += report.runner_cpu_percent
+        merged.connect_cpu_seconds += report.connect_cpu_seconds
+        merged.publish_cpu_seconds += report.publish_cpu_seconds
         merged.connect_seconds = max(merged.connect_seconds, report.connect_seconds)
         merged.publish_seconds = max(merged.publish_seconds, report.publish_seconds)
         merged.interrupted |= report.interrupted
@@ -807,6 +825,8 @@ def merge(reports: list[LoadReport]) -> LoadReport:
     if merged.publish_seconds:
         merged.sent_per_s = round(merged.sent / merged.publish_seconds, 1)
     merged.runner_cpu_percent = round(merged.runner_cpu_percent, 1)
+    merged.connect_cpu_seconds = round(merged.connect_cpu_seconds, 2)
+    merged.publish_cpu_seconds = round(merged.publish_cpu_seconds, 2)
     return merged
 
 
