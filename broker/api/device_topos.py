@@ -48,6 +48,8 @@ def _view(device: Device) -> dict[str, Any]:
         "productKey": device.productKey,
         "deviceKey": device.deviceKey,
         "assetId": device.assetId,
+        "deviceName": device.model_dump(mode="json", include={"deviceName"})["deviceName"],
+        "state": device.state,
     }
 
 
@@ -80,4 +82,21 @@ def topo_actions(gateways: GatewayService) -> dict[str, Handler]:
         subs = await call.registry.sub_device_records(gateway.productKey, gateway.deviceKey)
         return ok([_view(sub) for sub in subs])
 
-    return {"addSubDevice": add, "deleteSubDevice": delete, "list": list_}
+    async def get_gateway(call: Call) -> Response:
+        """The sub-device's gateway (null when it is in no gateway's topology)."""
+        topology = await call.registry.gateway_of(await call.device())
+        if topology is None:
+            return ok(None)
+        gateway = await call.registry.get_device(
+            call.org.orgId,
+            product_key=topology.gatewayProductKey,
+            device_key=topology.gatewayDeviceKey,
+        )
+        return ok(_view(gateway))
+
+    return {
+        "addSubDevice": add,
+        "deleteSubDevice": delete,
+        "list": list_,
+        "getGateway": get_gateway,
+    }

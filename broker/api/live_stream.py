@@ -2,7 +2,8 @@
 for the console and for `curl -N`.
 
 Query: `productKey` (comma-separated; none: every product) and `kinds` (comma-separated,
-of registry.streams.KINDS; none: all). Each event is `id: {boot}-{seq}`, `event:
+of registry.streams.KINDS; none: all of them; `refused`, refused CONNECTs and uplinks
+answered with an error, only when named). Each event is `id: {boot}-{seq}`, `event:
 {kind}`, `data: {json}`; a client that reconnects with `Last-Event-ID` gets what it
 missed while the feed still holds it (broker/streams/live.py). A comment line every
 `HEARTBEAT` seconds keeps proxies from closing a quiet stream.
@@ -20,11 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from broker.api.envelope import error
 from broker.streams.hub import StreamHub
 from broker.streams.live import Listener
-from broker.streams.messages import AppMessage
+from broker.streams.messages import LIVE_ONLY_KINDS, AppMessage
 from registry import InvalidArgument, Organization, RegistryError
 from registry.streams import KINDS
 
 HEARTBEAT = 15.0  # seconds
+LIVE_KINDS = (*KINDS, *LIVE_ONLY_KINDS)
 
 Authenticate = Callable[[Request], Awaitable[Organization]]
 
@@ -48,10 +50,10 @@ def stream_endpoint(
     async def _open(request: Request) -> Response:
         org = await authenticate(request)
         products = set(_list(request, "productKey"))
-        kinds = set(_list(request, "kinds")) or set(KINDS)
-        unknown = sorted(kinds - set(KINDS))
+        kinds = set(_list(request, "kinds")) or set(KINDS)  # `refused` only when named
+        unknown = sorted(kinds - set(LIVE_KINDS))
         if unknown:
-            raise InvalidArgument(f"unknown kind {unknown[0]!r:.40}; use: {', '.join(KINDS)}")
+            raise InvalidArgument(f"unknown kind {unknown[0]!r:.40}; use: {', '.join(LIVE_KINDS)}")
         for product_key in products:
             await request.app.state.registry.get_product(org.orgId, product_key)
 

@@ -325,6 +325,9 @@ def _actions() -> dict[str, dict[str, Action]]:
             ),
             "deleteSubDevice": Action("remove sub-devices", DEVICE, SUB_DEVICES),
             "list": Action("a gateway's sub-devices", DEVICE, None, array(OBJECT)),
+            "getGateway": Action(
+                "a sub-device's gateway (null: none)", DEVICE, None, {"anyOf": [OBJECT, NULL]}
+            ),
         },
         "subscriptions": {
             "create": Action("a data subscription", (), OBJECT, ref("SubscriptionView")),

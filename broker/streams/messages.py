@@ -14,6 +14,7 @@ from broker.protocol.topics import SYS, Uplink, classify_enos_uplink
 from broker.writer import CommittedBatch
 
 OK_CODES = (0, 200)  # EnOS answers 200, Alink 200 too; 0 when a codec says so
+LIVE_ONLY_KINDS = ("refused",)  # for the console's device page: never retained
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class AppMessage:
     org_id: str
     product_key: str
     device_key: str
-    kind: str  # one of registry.streams.KINDS
+    kind: str  # one of registry.streams.KINDS, or of LIVE_ONLY_KINDS
     ts: int  # epoch ms: when the device said it happened, or when gatehouse saw it
     body: dict[str, Any]
 
@@ -75,6 +76,11 @@ def from_batch(batch: CommittedBatch, lookup: Lookup) -> Iterator[AppMessage]:
             message = _message(lookup, pk, dk, kind, ts, {"reason": detail})
         elif kind == "up" and code in OK_CODES and payload:
             message = _event(lookup, pk, dk, ts, topic, payload)
+        elif kind == "refused" or (kind == "up" and code not in (None, *OK_CODES)):
+            # A refused CONNECT or an uplink answered with an error: live streams only
+            # (no subscription or webhook can ask for a kind outside KINDS).
+            fields = {"code": code, "reason": detail, "topic": topic}
+            message = _message(lookup, pk, dk, "refused", ts, fields)
         if message is not None:
             yield message
     for note in batch.notes:
