@@ -1,6 +1,7 @@
 """The web console end to end: Debian's headless chromium, driven by Playwright, against
-a real `gatehouse serve`, with real MQTT devices. Every wait is on the page (Playwright's
-auto-waiting `expect`), never a sleep.
+a real `gatehouse serve`, with real simulated devices (`gatehouse sim device` and `sim
+gateway` subprocesses, each bounded by its --duration and stopped at the test's end).
+Every wait is on the page (Playwright's auto-waiting `expect`), never a sleep.
 
 `GATEHOUSE_SCREENSHOTS=DIR` keeps the screenshots the tests make (the README's are made
 with `GATEHOUSE_SCREENSHOTS=docs`); otherwise they go to the test's temporary directory.
@@ -9,22 +10,26 @@ with `GATEHOUSE_SCREENSHOTS=docs`); otherwise they go to the test's temporary di
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from broker.protocol import encode_reply
 from tests.conftest import THERMOSTAT_TSL, unique
-from tests.devices import connect, request, sync, topic
-from tests.server import Api, Gatehouse
+from tests.devices import connect, new_device, request, sync
+from tests.server import API, Api, Gatehouse
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -87,6 +92,31 @@ def sign_in(page: Page, gatehouse: Gatehouse) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Product Management")).to_be_visible()
     expect(page.locator("#live")).to_have_text("Live")  # the stream is open
+
+
+@contextlib.contextmanager
+def simulated(
+    gatehouse: Gatehouse, out: Path, kind: str, device: dict[str, str], *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`gatehouse sim KIND` for `device` (30 s at most), stopped when the block ends."""
+    command = [sys.executable, "-m", "broker.cli", "sim", kind, "--url", gatehouse.url]
+    command += ["--mqtt-port", str(gatehouse.mqtt_port), "--product", device["productKey"]]
+    command += ["--key", device["deviceKey"], "--secret", device["deviceSecret"]]
+    command += ["--duration", "30", *options]
+    with out.open("wb") as log:
+        process = subprocess.Popen(command, env=gatehouse.env(), stdout=log, stderr=log)
+        try:
+            yield process
+        except BaseException:
+            print(f"{' '.join(command[3:5])}: {out.read_text(errors='replace')[-3000:]}")
+            raise
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def field(page: Page, name: str) -> Any:
@@ -190,6 +220,7 @@ def test_product_details_and_a_device_coming_online_live(
     api: Api,
     make_product: Callable[..., str],
     shots: Callable[[Page, str], None],
+    tmp_path: Path,
 ) -> None:
     product_key = make_product(networkMethod="Wi-Fi")
     sign_in(page, gatehouse)
@@ -238,10 +269,9 @@ def test_product_details_and_a_device_coming_online_live(
     row = page.locator(f'tr[data-device-key="{device_key}"]')
     expect(row.locator(".state")).to_have_text("Inactive")
 
-    # A real MQTT device connects: the row turns Online without a reload.
+    # A simulated device connects: the row turns Online without a reload.
     device = {**rows[0]}
-    with connect(gatehouse.mqtt_port, device) as client:
-        assert client.accepted
+    with simulated(gatehouse, tmp_path / "sim.log", "device", device, "--rate", "4"):
         expect(row.locator(".state")).to_have_text("Online")
         expect(page.locator("#stat-online")).to_have_text("1")
         expect(page.locator("#codes-consumed")).to_have_text("1")  # it took a code
@@ -249,28 +279,30 @@ def test_product_details_and_a_device_coming_online_live(
         shots(page, "product")
         row.get_by_role("link").click()
         expect(page.locator("#device-state")).to_have_text("Online")
-        reply = request(
-            client, device, "thing/measurepoint/post", {"measurepoints": {"temp": 21.5}}
-        )
-        assert reply["code"] == 200
-        expect(page.locator('#latest tr[data-point="temp"] .value')).to_have_text("21.5")
+        # Its posts (within the thing model's range), their replies, a chart of them.
+        value = page.locator('#latest tr[data-point="temp"] .value')
+        expect(value).to_have_text(re.compile(r"^-?\d+(\.\d+)?$"))
         expect(page.locator("#log tr[data-kind=up]").first).to_contain_text("200")
-        request(client, device, "thing/measurepoint/post", {"measurepoints": {"temp": 22.5}})
-        expect(page.locator('#latest tr[data-point="temp"] .value')).to_have_text("22.5")
         expect(page.locator('#latest tr[data-point="temp"] polyline')).to_have_count(1)
 
-        # A service call from the thing model's form, followed to its end.
+        # A service call from the thing model's form, followed to its end: the simulator
+        # answers a service with its input.
         form = page.locator('form[data-service="reboot"]')
         form.get_by_label("delay (int)").fill("3")
         form.get_by_role("button", name="Call reboot").click()
-        down = client.next_received(topic(device, "thing/service/reboot"))
-        sent = orjson.loads(down.payload)
-        assert sent["params"] == {"delay": 3}
-        client.publish(down.topic + "_reply", encode_reply(sent["id"], 200, {"ok": True}), qos=1)
         command = page.locator("#commands tbody tr").first
         expect(command.locator(".command-state")).to_have_text("succeeded")
+        expect(command).to_contain_text('{"delay":3}')
         shots(page, "device")
     expect(page.locator("#device-state")).to_have_text("Offline")
+
+    # A CONNECT refused (a wrong secret): its code and reason reach the page through the
+    # live stream, well before the 5 s poll the page once had would have brought them.
+    wrong = {**device, "deviceSecret": "not-its-secret"}
+    with simulated(gatehouse, tmp_path / "wrong.log", "device", wrong, "--max-attempts", "1"):
+        refused = page.locator("#log tr.refused[data-kind=refused]").first
+        expect(refused.locator(".code")).to_have_text("742", timeout=4_000)
+        expect(refused.locator(".reason")).to_contain_text("sign")
     sync(api)
 
     # Back on the product: disable, then delete, the device.
@@ -317,3 +349,97 @@ def test_a_thing_model_is_imported_from_a_file(
         {"name": "bad.json", "mimeType": "application/json", "buffer": orjson.dumps(bad)}
     )
     expect(page.locator("#error-model")).to_contain_text(re.compile("min 5 is above"))
+
+
+def test_a_gateways_topology_live_and_a_sub_devices_gateway(
+    page: Page, gatehouse: Gatehouse, api: Api, make_product: Callable[..., str], tmp_path: Path
+) -> None:
+    gateway = new_device(api, make_product(deviceType="gateway"))
+    sub_product = make_product(deviceType="subdevice")
+    spare = new_device(api, sub_product)
+    sign_in(page, gatehouse)
+    where = f"{gateway['productKey']}/devices/{gateway['deviceKey']}"
+    page.goto(f"{gatehouse.url}/console/#/products/{where}")
+    topology = page.locator("#sub-devices")
+    expect(topology).to_contain_text("No sub-devices.")
+    subs = topology.locator("tbody tr")
+    added = ["--subdevice-product", sub_product, "--subdevices", "2", "--rate", "2"]
+    with simulated(gatehouse, tmp_path / "sim.log", "gateway", gateway, *added):
+        # The simulator adds two sub-devices and logs them in: they appear, Online.
+        expect(subs).to_have_count(2)
+        expect(subs.locator(".sub-state")).to_have_text(["Online", "Online"])
+        first = f"{gateway['deviceKey']}-sub0000"
+        online = topology.locator(f'tr[data-sub-device="{first}"]')
+        online.get_by_role("button", name="Remove").click()  # the API's 409, with its reason
+        expect(page.locator("#error-topo")).to_contain_text("online")
+        expect(subs).to_have_count(2)
+    # The gateway gone, its sub-devices go offline with it.
+    expect(subs.locator(".sub-state")).to_have_text(["Offline", "Offline"])
+
+    # Add one from the page, then remove it and an offline one.
+    topology.get_by_label("Sub-device ProductKey").fill(spare["productKey"])
+    topology.get_by_label("Sub-device DeviceKey").fill(spare["deviceKey"])
+    topology.get_by_role("button", name="Add sub-device").click()
+    expect(subs).to_have_count(3)
+    expect(topology.locator(f'tr[data-sub-device="{spare["deviceKey"]}"] .sub-state')).to_have_text(
+        "Inactive"
+    )
+    topology.locator(f'tr[data-sub-device="{spare["deviceKey"]}"]').get_by_role(
+        "button", name="Remove"
+    ).click()
+    online.get_by_role("button", name="Remove").click()
+    expect(subs).to_have_count(1)
+    query = {"productKey": gateway["productKey"], "deviceKey": gateway["deviceKey"]}
+    assert [s["deviceKey"] for s in api("device-topos", "list", **query).ok()] == [
+        f"{gateway['deviceKey']}-sub0001"
+    ]
+
+    # A sub-device's page names its gateway.
+    subs.get_by_role("link").click()
+    expect(page.locator("#gateway-of")).to_contain_text(
+        f"{gateway['productKey']}/{gateway['deviceKey']}"
+    )
+    expect(page.locator("#sub-devices")).to_have_count(0)
+
+
+def test_the_live_stream_carries_refusals_when_asked(
+    gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
+) -> None:
+    """The device page's refusals come from the stream's `refused` kind: a refused
+    CONNECT and an uplink answered with an error, each with its code and reason."""
+    device = new_device(api, make_product())
+    auth = (gatehouse.access_key, gatehouse.access_secret)
+    events: list[dict[str, Any]] = []
+    got_two = threading.Event()
+
+    def read(response: httpx.Response) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # closed by the test when done
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    events.append(orjson.loads(line.removeprefix("data: ")))
+                    if len(events) == 2:
+                        got_two.set()
+
+    query = {"productKey": device["productKey"], "kinds": "refused"}
+    with (
+        httpx.Client(base_url=gatehouse.url, auth=auth, timeout=30) as client,
+        client.stream("GET", f"{API}/stream", params=query) as response,
+    ):
+        assert response.status_code == 200, response.read()
+        reader = threading.Thread(target=read, args=(response,), daemon=True)
+        reader.start()
+        with connect(gatehouse.mqtt_port, {**device, "deviceSecret": "wrong"}) as refused:
+            assert not refused.accepted
+        with connect(gatehouse.mqtt_port, device) as client_:
+            bad = {"measurepoints": {"temp": "hot"}}
+            assert request(client_, device, "thing/measurepoint/post", bad)["code"] != 200
+        assert got_two.wait(10), events
+        response.close()
+    connect_refusal, uplink_refusal = events
+    assert connect_refusal["kind"] == "refused" and connect_refusal["code"] == 742
+    assert connect_refusal["deviceKey"] == device["deviceKey"] and connect_refusal["reason"]
+    assert uplink_refusal["topic"].endswith("thing/measurepoint/post")
+    assert uplink_refusal["code"] not in (0, 200) and "temp" in uplink_refusal["reason"]
+    # The kinds applications retain are unchanged: a subscription cannot ask for it.
+    refusal = api("subscriptions", "create", {"kinds": ["refused"]})
+    assert refusal.status == 400 and "unknown kind" in refusal.msg

@@ -1,11 +1,13 @@
 // Device details: connection events and messages live (uplinks with their reply code,
 // refusals with their reason, commands sent down), the latest values with a small chart
 // per measurepoint, service calls and property sets from the thing model's own forms,
-// followed to their end, and a gateway's sub-devices.
+// followed to their end, and a gateway's topology (or a sub-device's gateway). Everything
+// changes with the live stream, refusals too (its `refused` kind): nothing is polled.
 import { ApiError, call, data } from "./api.js";
 import { clear, h, nameOf, svg, time } from "./dom.js";
 import * as live from "./live.js";
 import { stateBadge } from "./devices.js";
+import { gatewayFact, topologySection } from "./topology.js";
 
 const KEEP = 200; // log rows shown
 const POINTS = 60; // values per chart
@@ -68,10 +70,14 @@ export async function deviceDetails(main, productKey, deviceKey) {
   let cursor = null;
   function logRow(entry) {
     const payload = entry.payload !== undefined ? entry.payload : entry.payloadBase64 ? `(bytes) ${entry.payloadBase64}` : "";
-    return h("tr", { dataset: { kind: entry.kind } },
+    const hasCode = entry.code !== undefined && entry.code !== null;
+    // A refused CONNECT, or an uplink answered with an error: its code and reason stand out.
+    const refused = entry.kind === "refused" || (entry.kind === "up" && hasCode && ![0, 200].includes(entry.code));
+    return h("tr", { dataset: { kind: entry.kind }, class: refused ? "refused" : undefined },
       h("td", {}, time(entry.time)), h("td", {}, entry.kind), h("td", { class: "mono" }, entry.topic || ""),
-      h("td", {}, entry.code === undefined || entry.code === null ? "" : String(entry.code)),
-      h("td", { class: "payload" }, entry.detail ? `${entry.detail} ` : "", h("span", { class: "mono" }, payload)));
+      h("td", { class: "code" }, hasCode ? String(entry.code) : ""),
+      h("td", { class: "payload" }, entry.detail ? h(refused ? "strong" : "span", { class: "reason" }, entry.detail) : "",
+        entry.detail && payload ? " " : "", h("span", { class: "mono" }, payload)));
   }
   async function loadLog() {
     if (cursor === null) {
@@ -178,21 +184,15 @@ export async function deviceDetails(main, productKey, deviceKey) {
     forms.push(form);
   }
 
-  // ------------------------------------------------------------ sub-devices
-  let subs = null;
-  if (product.deviceType === "gateway") {
-    const list = await data("device-topos", "list", undefined, query).catch(() => []);
-    subs = h("section", { class: "card", id: "sub-devices", "aria-labelledby": "subs-title" },
-      h("h2", { id: "subs-title" }, "Sub-devices"),
-      list.length ? h("ul", {}, list.map((s) => h("li", {}, h("a", {
-        href: `#/products/${encodeURIComponent(s.productKey)}/devices/${encodeURIComponent(s.deviceKey)}` },
-      `${s.productKey}/${s.deviceKey}`)))) : h("p", { class: "muted" }, "No sub-devices."));
-  }
+  // ------------------------------------------------------------ topology
+  const topology = product.deviceType === "gateway" ? await topologySection(device) : null;
+  const gateway = product.deviceType === "gateway" ? null : await gatewayFact(device);
 
   // ------------------------------------------------------------ live
   let pending = 0;
   const refreshLog = () => { clearTimeout(pending); pending = setTimeout(() => loadLog().catch(() => {}), 150); };
   const unsubscribe = live.subscribe((message) => {
+    if (topology) topology.onMessage(message);
     if (message.kind === "open") {
       refreshLog();
       loadLatest().catch(() => {});
@@ -215,13 +215,12 @@ export async function deviceDetails(main, productKey, deviceKey) {
     }
     refreshLog();
   });
-  // Refusals and replies to downlinks reach the log but not the stream: look every 5 s.
-  const poll = setInterval(() => loadLog().catch(() => {}), 5000);
 
   clear(main,
     h("p", { class: "crumbs" }, h("a", { href: "#/products" }, "Product Management"), " / ",
       h("a", { href: `#/products/${encodeURIComponent(productKey)}` }, nameOf(product.productName)), " / ", deviceKey),
     h("div", { class: "page-head" }, h("h1", {}, nameOf(device.deviceName) || deviceKey), state),
+    gateway,
     h("div", { class: "details" },
       h("div", { class: "column" },
         h("section", { class: "card", id: "latest", "aria-labelledby": "latest-title" },
@@ -236,11 +235,10 @@ export async function deviceDetails(main, productKey, deviceKey) {
         h("section", { class: "card", id: "commands", "aria-labelledby": "commands-title" },
           h("h2", { id: "commands-title" }, "Commands"),
           h("table", {}, h("thead", {}, h("tr", {}, ["Created", "What", "Input", "State", "Code", "Result"].map((c) => h("th", { scope: "col" }, c)))), commandBody)),
-        subs)));
+        topology && topology.section)));
   await Promise.all([loadLog(), loadLatest(), loadCommands()]);
   return () => {
     unsubscribe();
-    clearInterval(poll);
     clearTimeout(pending);
   };
 }

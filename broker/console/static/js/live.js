@@ -2,7 +2,7 @@
 // and shared by the pages: each page subscribes while it is shown.
 import { STREAM, whoami } from "./api.js";
 
-const KINDS = ["online", "offline", "measurepoints", "events", "commands"];
+const KINDS = ["online", "offline", "measurepoints", "events", "commands", "refused"];
 const listeners = new Set();
 let source = null;
 let retry = 0;
