@@ -45,6 +45,7 @@ from benchmarks.common import (
 )
 from broker.protocol import encode_reply, encode_request, enos_credentials
 from simulators.launch import Api, Gatehouse, StockAmqtt
+from simulators.platform import with_mandatory
 
 MQTT_311 = 4
 TSL = {
@@ -115,7 +116,9 @@ def running(
     try:
         api = server.client()
         api("thing-models", "create", {"modelId": "bench", "tsl": TSL}).ok()
-        pk = api("products", "create", {"productName": "bench", "modelId": "bench"}).ok()
+        pk = api(
+            "products", "create", with_mandatory({"productName": "bench", "modelId": "bench"})
+        ).ok()
         devices = [(pk, f"dev{i:04d}", f"secret{i:04d}") for i in range(count)]
         create_devices(api, devices)
         yield server.mqtt_port, api, devices

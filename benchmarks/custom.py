@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import create_devices, percentile, ratio, report, spare_the_collector
 from broker.protocol import encode_request, enos_credentials
 from simulators.launch import Api, Gatehouse
+from simulators.platform import with_mandatory
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "th_frame"
 CODEC = "th=examples.th_frame.codec:ThFrameCodec"
@@ -130,7 +131,7 @@ def provision(api: Api, count: int) -> dict[str, list[tuple[str, str, str]]]:
     fleets: dict[str, list[tuple[str, str, str]]] = {}
     for kind in KINDS:
         body = {"productName": f"bench-{kind}", "modelId": "th", **settings[kind]}
-        product_key: str = api("products", "create", body).ok()
+        product_key: str = api("products", "create", with_mandatory(body)).ok()
         if kind == "script":
             upload = {"scriptContent": EXAMPLE.joinpath("platform.js").read_text()}
             api("product-scripts", "upload", upload, productKey=product_key).ok()

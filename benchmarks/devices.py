@@ -51,6 +51,7 @@ from benchmarks.common import (
 )
 from broker.protocol import encode_request, enos_credentials
 from simulators.launch import Gatehouse, StockAmqtt
+from simulators.platform import with_mandatory
 
 CONNECTS_IN_FLIGHT = 100
 MQTT_311 = 4
@@ -137,7 +138,9 @@ def provision(server: Gatehouse, count: int) -> list[tuple[str, str, str]]:
     """A product and `count` devices with known secrets, through the REST API."""
     api = server.client()
     api("thing-models", "create", {"modelId": "bench", "tsl": BENCH_TSL}).ok()
-    product_key: str = api("products", "create", {"productName": "bench", "modelId": "bench"}).ok()
+    product_key: str = api(
+        "products", "create", with_mandatory({"productName": "bench", "modelId": "bench"})
+    ).ok()
     devices = [(product_key, f"bench{i:05d}", f"benchsecret{i:05d}") for i in range(count)]
     create_devices(api, devices)
     return devices

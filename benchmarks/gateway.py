@@ -48,6 +48,7 @@ from benchmarks.common import (
 )
 from broker.protocol import encode_request, enos_connect_params, enos_credentials, enos_sign
 from simulators.launch import Gatehouse, StockAmqtt
+from simulators.platform import with_mandatory
 
 MQTT_311 = 4
 BATCH = 100
@@ -120,10 +121,14 @@ def provision(server: Gatehouse, count: int) -> tuple[Credentials, list[Credenti
     api = server.client()
     api("thing-models", "create", {"modelId": "bench", "tsl": BENCH_TSL}).ok()
     gw_pk = api(
-        "products", "create", {"productName": "gw", "modelId": "bench", "deviceType": "gateway"}
+        "products",
+        "create",
+        with_mandatory({"productName": "gw", "modelId": "bench", "deviceType": "gateway"}),
     ).ok()
     sub_pk = api(
-        "products", "create", {"productName": "sub", "modelId": "bench", "deviceType": "subdevice"}
+        "products",
+        "create",
+        with_mandatory({"productName": "sub", "modelId": "bench", "deviceType": "subdevice"}),
     ).ok()
     gateway = (gw_pk, "gateway1", "gatewaysecret1")
     subs = [(sub_pk, f"sub{i:05d}", f"subsecret{i:05d}") for i in range(count)]

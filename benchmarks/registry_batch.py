@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.launch import Gatehouse
+from simulators.platform import with_mandatory
 
 TSL = {"properties": [{"identifier": "t", "dataType": {"type": "float", "specs": {}}}]}
 
@@ -37,7 +38,11 @@ def main() -> int:
             api("thing-models", "create", {"modelId": "bench", "tsl": TSL}).ok()
             seconds = []
             for run in range(args.runs):
-                key = api("products", "create", {"productName": f"p{run}", "modelId": "bench"}).ok()
+                key = api(
+                    "products",
+                    "create",
+                    with_mandatory({"productName": f"p{run}", "modelId": "bench"}),
+                ).ok()
                 bodies = [
                     {"productKey": key, "deviceName": f"d{i}", "timezone": "+00:00"}
                     for i in range(args.devices)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import commands, devices
 from benchmarks.common import create_devices, ratio, spare_the_collector
 from simulators.launch import Gatehouse, Postgres, StockAmqtt
+from simulators.platform import with_mandatory
 
 STORES = ("sqlite", "postgresql")
 TSL = {"properties": [{"identifier": "t", "dataType": {"type": "float", "specs": {}}}]}
@@ -84,7 +85,9 @@ def batch_create(workdir: Path, postgres: Postgres | None, count: int, runs: int
         api("thing-models", "create", {"modelId": "bench", "tsl": TSL}).ok()
         seconds = []
         for run in range(runs):
-            key = api("products", "create", {"productName": f"p{run}", "modelId": "bench"}).ok()
+            key = api(
+                "products", "create", with_mandatory({"productName": f"p{run}", "modelId": "bench"})
+            ).ok()
             bodies = [
                 {"productKey": key, "deviceName": f"d{i}", "timezone": "+00:00"}
                 for i in range(count)
@@ -113,7 +116,9 @@ def command_figures(
     with gatehouse(workdir, postgres) as server:
         api = server.client()
         api("thing-models", "create", {"modelId": "bench", "tsl": commands.TSL}).ok()
-        pk = api("products", "create", {"productName": "bench", "modelId": "bench"}).ok()
+        pk = api(
+            "products", "create", with_mandatory({"productName": "bench", "modelId": "bench"})
+        ).ok()
         creds = [(pk, f"dev{i:04d}", f"secret{i:04d}") for i in range(args.command_devices)]
         create_devices(api, creds)
         return uvloop.run(commands.measure("gatehouse", server.mqtt_port, api, creds, args))

@@ -46,6 +46,7 @@ from benchmarks.common import (
 from broker.protocol import enos_credentials
 from certs import CertificateAuthority, make_key_and_csr
 from simulators.launch import Gatehouse, StockAmqtt
+from simulators.platform import with_mandatory
 
 MQTT_311 = 4
 IN_FLIGHT = 50
@@ -136,7 +137,7 @@ def running(broker: str, mode: str, workdir: Path, count: int) -> Iterator[Targe
         api = server.client()
         api("thing-models", "create", {"modelId": "bench", "tsl": BENCH_TSL}).ok()
         body = {"productName": "bench", "modelId": "bench", "biDirectionalAuth": certs}
-        pk = api("products", "create", body).ok()
+        pk = api("products", "create", with_mandatory(body)).ok()
         devices = [(pk, f"dev{i:05d}", f"secret{i:05d}") for i in range(count)]
         create_devices(api, devices)
         ca_file = server.data_dir / "ca" / "ca.pem"

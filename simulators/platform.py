@@ -7,7 +7,7 @@ Plain httpx; the simulators import nothing of gatehouse's but `broker.protocol`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,14 @@ from simulators.device import DeviceCredentials
 
 class PlatformError(Exception):
     pass
+
+
+def with_mandatory(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A products?action=create body with the fields EnOS makes mandatory that it leaves
+    out filled in: productType (Gateway for a gateway, else Device), dataFormat Json,
+    biDirectionalAuth false. productName and modelId stay the caller's to give."""
+    product_type = "Gateway" if body.get("deviceType") == "gateway" else "Device"
+    return {"productType": product_type, "dataFormat": "Json", "biDirectionalAuth": False, **body}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +117,17 @@ class Platform:
             self.call("thing-models", "create", {"modelId": model_id, "tsl": tsl})
 
     def create_product(self, name: str, model_id: str, **settings: Any) -> str:
-        key: str = self.call(
-            "products", "create", {"productName": name, "modelId": model_id, **settings}
-        )
+        body = with_mandatory({"productName": name, "modelId": model_id, **settings})
+        key: str = self.call("products", "create", body, **self._org())
         return key
+
+    def _org(self) -> dict[str, str]:
+        """The orgId query products?action=create requires, asked of the API when the
+        credentials leave it out (GATEHOUSE_ORG_ID unset)."""
+        if self.creds.org_id:
+            return {}
+        org_id: str = self.call("organizations", "get")["orgId"]
+        return {"orgId": org_id}
 
     def create_devices(
         self, product_key: str, keys: Sequence[str], secret_prefix: str

@@ -21,6 +21,7 @@ import pytest
 from registry.store import Store
 from registry.store.urls import store_for
 from simulators.launch import Postgres
+from simulators.platform import with_mandatory
 from tests.server import Api, Gatehouse
 
 STORES = ("sqlite", "postgresql")
@@ -167,7 +168,7 @@ def model_id(api: Api) -> str:
 @pytest.fixture
 def make_product(api: Api, model_id: str) -> Callable[..., str]:
     def make(**settings: Any) -> str:
-        body = {"productName": unique("product"), "modelId": model_id, **settings}
+        body = with_mandatory({"productName": unique("product"), "modelId": model_id, **settings})
         key: str = api("products", "create", body).data
         return key
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from broker.protocol import enos_connect_params, enos_credentials, enos_sign
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import ask, connect, eventually, ext_topic, new_device, request, signed_sub
 from tests.server import Api, Gatehouse
@@ -194,13 +195,13 @@ def test_a_gateway_cannot_tell_another_organisations_device_from_none(
 ) -> None:
     theirs = new_device(api, make_product(deviceType="subdevice"))
     creds = api("organizations", "create", {"name": unique("tenant")}).ok()
-    tenant = Api(gatehouse.url, creds["accessKey"], creds["accessSecret"], None)
+    tenant = Api(gatehouse.url, creds["accessKey"], creds["accessSecret"], creds["orgId"])
     model = unique("model")
     tenant("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
     gateway_product = tenant(
         "products",
         "create",
-        {"productName": unique("gw"), "modelId": model, "deviceType": "gateway"},
+        with_mandatory({"productName": unique("gw"), "modelId": model, "deviceType": "gateway"}),
     ).ok()
     gateway = new_device(tenant, gateway_product)
     nobody = {**theirs, "deviceKey": unique("nobody")}
@@ -255,7 +256,7 @@ def new_product(api: Api, **settings: Any) -> str:
     model = unique("model")
     api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
     body = {"productName": unique("product"), "modelId": model, **settings}
-    key: str = api("products", "create", body).ok()
+    key: str = api("products", "create", with_mandatory(body)).ok()
     return key
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.server import API, Api, Gatehouse
 
@@ -67,7 +68,8 @@ def test_organisations_never_see_each_other(
     model_id = api("products", "get", productKey=mine).data["modelId"]
     assert other("thing-models", "get", modelId=model_id).status == 404
     other("thing-models", "create", {"modelId": model_id, "tsl": THERMOSTAT_TSL}).ok()
-    assert other("products", "create", {"productName": name, "modelId": model_id}).data
+    body = with_mandatory({"productName": name, "modelId": model_id})
+    assert other("products", "create", body, orgId=other_creds["orgId"]).data
     # Only the admin organisation makes organisations.
     reply = other("organizations", "create", {"name": "x"})
     assert (reply.status, reply.code) == (403, 99403)

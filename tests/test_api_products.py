@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.server import Api
 
@@ -106,12 +107,16 @@ def test_bad_settings_are_refused(
     api: Api, model_id: str, settings: dict[str, Any], fault: str
 ) -> None:
     name = unique("p")
-    reply = api("products", "create", {"productName": name, "modelId": model_id, **settings})
+    reply = api(
+        "products", "create", with_mandatory({"productName": name, "modelId": model_id, **settings})
+    )
     assert reply.status == 400, reply
     assert reply.code == 99400
     assert fault in reply.msg
     # Nothing half-made: the name is still free.
-    assert api("products", "create", {"productName": name, "modelId": model_id}).data
+    assert api(
+        "products", "create", with_mandatory({"productName": name, "modelId": model_id})
+    ).data
 
 
 def test_nb_iot_power_saving_and_encryption(make_product: Callable[..., str], api: Api) -> None:
@@ -127,14 +132,22 @@ def test_nb_iot_power_saving_and_encryption(make_product: Callable[..., str], ap
 
 def test_duplicate_name_is_refused(api: Api, model_id: str) -> None:
     name = unique("dup")
-    api("products", "create", {"productName": name, "modelId": model_id}).ok()
-    reply = api("products", "create", {"productName": {"defaultValue": name}, "modelId": model_id})
+    api("products", "create", with_mandatory({"productName": name, "modelId": model_id})).ok()
+    reply = api(
+        "products",
+        "create",
+        with_mandatory({"productName": {"defaultValue": name}, "modelId": model_id}),
+    )
     assert (reply.status, reply.code) == (409, 99409)
     assert name in reply.msg
 
 
 def test_unknown_model_is_refused(api: Api) -> None:
-    reply = api("products", "create", {"productName": unique("p"), "modelId": "no-such-model"})
+    reply = api(
+        "products",
+        "create",
+        with_mandatory({"productName": unique("p"), "modelId": "no-such-model"}),
+    )
     assert (reply.status, reply.code) == (400, 11699)  # EnOS v2.1's code
     assert "modelId 'no-such-model' does not exist" in reply.msg
 
@@ -164,12 +177,14 @@ def test_specified_gateway_names_real_gateways(make_product: Callable[..., str],
         reply = api(
             "products",
             "create",
-            {
-                "productName": unique("p"),
-                "modelId": api("products", "get", productKey=direct).data["modelId"],
-                "deviceType": "subdevice",
-                "specifiedGateway": {"enabled": True, **named},
-            },
+            with_mandatory(
+                {
+                    "productName": unique("p"),
+                    "modelId": api("products", "get", productKey=direct).data["modelId"],
+                    "deviceType": "subdevice",
+                    "specifiedGateway": {"enabled": True, **named},
+                }
+            ),
         )
         assert (reply.status, reply.code) == (400, 99400), reply
         assert fault in reply.msg

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from broker.protocol import encode_request
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import connect, eventually, new_device, request, topic
 from tests.mqtt_client import Client, Message, Will
@@ -36,7 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatehouse]:
 def new_product(api: Api) -> str:
     model = unique("model")
     api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-    key: str = api("products", "create", {"productName": unique("p"), "modelId": model}).data
+    key: str = api(
+        "products", "create", with_mandatory({"productName": unique("p"), "modelId": model})
+    ).data
     return key
 
 
@@ -207,7 +210,7 @@ def test_an_application_subscribed_to_everything_sees_its_own_organisation_only(
 ) -> None:
     api = server.client()
     tenant = api("organizations", "create", {"name": unique("tenant")}).ok()
-    other_api = Api(server.url, tenant["accessKey"], tenant["accessSecret"], None)
+    other_api = Api(server.url, tenant["accessKey"], tenant["accessSecret"], tenant["orgId"])
     foreign = new_device(other_api, new_product(other_api))
     mine = new_device(api, product)
     everything = app_client(server)

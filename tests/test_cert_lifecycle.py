@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import eventually, lift_connect_limit, new_device
 from tests.server import Api, Gatehouse
@@ -83,7 +84,7 @@ def test_a_revoked_certificate_of_a_deleted_device_stays_refused_after_a_restart
     product = api(
         "products",
         "create",
-        {"productName": unique("p"), "modelId": model, "biDirectionalAuth": True},
+        with_mandatory({"productName": unique("p"), "modelId": model, "biDirectionalAuth": True}),
     ).data
     device: Device = api(
         "devices",

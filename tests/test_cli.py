@@ -18,6 +18,7 @@ import pytest
 from broker.cli.main import COMMANDS, cli
 from broker.cli.serve import parse_args
 from broker.config import SETTINGS, ConfigError, ServeConfig, load_config
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL
 from tests.server import Gatehouse, free_port
 
@@ -245,7 +246,9 @@ def test_local_errors_say_where_they_looked_without_an_http_status(tmp_path: Pat
 def test_tables_show_times_as_iso_8601(gatehouse: Gatehouse) -> None:
     api = gatehouse.client()
     api("thing-models", "create", {"modelId": "cli-iso", "tsl": THERMOSTAT_TSL}).ok()
-    product = api("products", "create", {"productName": "iso", "modelId": "cli-iso"}).ok()
+    product = api(
+        "products", "create", with_mandatory({"productName": "iso", "modelId": "cli-iso"})
+    ).ok()
     device = api(
         "devices", "create", {"productKey": product, "deviceName": "d", "timezone": "+00:00"}
     ).ok()

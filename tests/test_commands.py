@@ -18,6 +18,7 @@ from enos.message.downstream.tsl.ServiceInvocationCommand import ServiceInvocati
 from enos.message.downstream.tsl.ServiceInvocationReply import ServiceInvocationReply
 
 from broker.protocol import encode_reply
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import connect, eventually, new_device, request, topic
 from tests.mqtt_client import Client, Message
@@ -308,7 +309,9 @@ def test_a_restart_keeps_the_queue_and_sends_nothing_twice(
     api = first.client()
     model = unique("model")
     api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-    product = api("products", "create", {"productName": unique("p"), "modelId": model}).ok()
+    product = api(
+        "products", "create", with_mandatory({"productName": unique("p"), "modelId": model})
+    ).ok()
     device = new_device(api, product)
     body = {"inputData": {"delay": 1}}
     with connect(first.mqtt_port, device) as client:

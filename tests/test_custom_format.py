@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from broker.protocol import encode_request
+from simulators.platform import with_mandatory
 from tests.conftest import unique
 from tests.devices import connect, eventually, new_device, topic
 from tests.mqtt_client import Client
@@ -67,7 +68,7 @@ def th_product(api: Api, th_model: str) -> Callable[..., str]:
 
     def make(script: str | None = PLATFORM_JS, **settings: Any) -> str:
         body = {"productName": unique("th"), "modelId": th_model, "dataFormat": "Custom"}
-        product_key: str = api("products", "create", {**body, **settings}).data
+        product_key: str = api("products", "create", with_mandatory({**body, **settings})).data
         if script is not None:
             upload = {"scriptType": "JavaScript", "scriptContent": script}
             api("product-scripts", "upload", upload, productKey=product_key).ok()
@@ -180,7 +181,7 @@ def test_a_python_codec_carries_the_same_frames_both_ways(
     model = unique("thframe")
     api("thing-models", "create", {"modelId": model, "tsl": MODEL}).ok()
     body = {"productName": unique("th"), "modelId": model, "dataFormat": "Custom", "codec": "th"}
-    device = new_device(api, api("products", "create", body).data)
+    device = new_device(api, api("products", "create", with_mandatory(body)).data)
     down = topic(device, "thing/model/down_raw")
     with connect(server.mqtt_port, device) as client:
         # An EnOS reply names no method, so the codec answers with its generic frame.

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from broker.protocol import encode_request
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import connect, eventually, new_device, topic
 from tests.server import Api, Gatehouse
@@ -40,7 +41,9 @@ def tight_product(tight: Gatehouse) -> str:
     api = tight.client()
     model = unique("model")
     api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-    key: str = api("products", "create", {"productName": unique("p"), "modelId": model}).ok()
+    key: str = api(
+        "products", "create", with_mandatory({"productName": unique("p"), "modelId": model})
+    ).ok()
     return key
 
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from broker.protocol import encode_request
+from simulators.platform import with_mandatory
 from tests.conftest import unique
 from tests.devices import connect, eventually, lift_connect_limit, new_device, request, sync, topic
 from tests.mqtt_client import Client
@@ -426,7 +427,7 @@ def test_a_codec_decodes_raw_bytes_into_checked_requests(
 
 def test_a_codec_needs_a_custom_product(api: Api, model_id: str) -> None:
     body = {"productName": unique("p"), "modelId": model_id, "codec": "json"}
-    reply = api("products", "create", body)
+    reply = api("products", "create", with_mandatory(body))
     assert reply.status == 400 and "codec applies only" in reply.msg
 
 

@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from broker.protocol import encode_request
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import connect, eventually, new_device, topic
 from tests.mqtt_client import Client
@@ -83,7 +84,9 @@ class Poster:
 def _product(api: Api) -> str:
     model = unique("model")
     api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-    key: str = api("products", "create", {"productName": unique("p"), "modelId": model}).data
+    key: str = api(
+        "products", "create", with_mandatory({"productName": unique("p"), "modelId": model})
+    ).data
     return key
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import (
     ask,
@@ -384,12 +385,12 @@ def test_a_gateway_has_at_most_the_limit_of_sub_devices_online(small: Gatehouse)
     gw_product = api(
         "products",
         "create",
-        {"productName": unique("g"), "modelId": model, "deviceType": "gateway"},
+        with_mandatory({"productName": unique("g"), "modelId": model, "deviceType": "gateway"}),
     ).ok()
     sub_product = api(
         "products",
         "create",
-        {"productName": unique("s"), "modelId": model, "deviceType": "subdevice"},
+        with_mandatory({"productName": unique("s"), "modelId": model, "deviceType": "subdevice"}),
     ).ok()
     gateway = new_device(api, gw_product)
     subs = [new_device(api, sub_product) for _ in range(3)]

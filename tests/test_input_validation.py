@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from simulators.platform import with_mandatory
 from tests.conftest import unique
 from tests.devices import new_device
 from tests.server import API, Api, Gatehouse, Reply
@@ -79,7 +80,7 @@ def test_a_trailing_newline_is_refused_in_a_product(
 ) -> None:
     before = total(api, "products")
     body = {"productName": unique("p"), "modelId": model_id, field: value.format(model=model_id)}
-    refused(api("products", "create", body), field)
+    refused(api("products", "create", with_mandatory(body)), field)
     assert total(api, "products") == before
 
 
@@ -288,11 +289,13 @@ def test_bad_bodies_and_queries_never_answer_500(
         (
             "products",
             "create",
-            {
-                "productName": "p",
-                "modelId": "m",
-                "specifiedGateway": {"enabled": True, "gatewayProductKeys": ["pk\n"]},
-            },
+            with_mandatory(
+                {
+                    "productName": "p",
+                    "modelId": "m",
+                    "specifiedGateway": {"enabled": True, "gatewayProductKeys": ["pk\n"]},
+                }
+            ),
             {},
             "gatewayProductKeys",
         ),

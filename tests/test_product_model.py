@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from simulators.platform import with_mandatory
 from tests.conftest import unique
 from tests.devices import connect, new_device, request, topic
 from tests.server import Api, Gatehouse
@@ -31,7 +32,7 @@ def create(api: Api, model_id: str | None, **settings: Any) -> Any:
     body = {"productName": unique("p"), **settings}
     if model_id is not None:
         body["modelId"] = model_id
-    return api("products", "create", body)
+    return api("products", "create", with_mandatory(body))
 
 
 def product(api: Api, key: str) -> dict[str, Any]:
@@ -225,7 +226,11 @@ def test_products_live_in_projects_and_names_stay_unique_per_organisation(
     assert outside in [p["productKey"] for p in api("products", "list", projectId="default").data]
     refused(create(api, model_id, projectId="nosuch"), 404, "project 'nosuch' does not exist")
     name = product(api, inside)["productName"]["defaultValue"]
-    refused(api("products", "create", {"productName": name, "modelId": model_id}), 409, "exists")
+    refused(
+        api("products", "create", with_mandatory({"productName": name, "modelId": model_id})),
+        409,
+        "exists",
+    )
 
 
 # -- development status, image, list order, editing ----------------------------------------------

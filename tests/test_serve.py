@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL
 from tests.server import Api, Gatehouse
 
@@ -61,7 +62,9 @@ def test_restart_keeps_everything(new_gatehouse: Callable[..., Gatehouse], tmp_p
     api = first.client()
     api("thing-models", "create", {"modelId": "m", "tsl": THERMOSTAT_TSL}).ok()
     key = api(
-        "products", "create", {"productName": "p", "modelId": "m", "bindingMode": "single"}
+        "products",
+        "create",
+        with_mandatory({"productName": "p", "modelId": "m", "bindingMode": "single"}),
     ).data
     device = api(
         "devices", "create", {"productKey": key, "deviceName": "d", "timezone": "+00:00"}
@@ -293,7 +296,9 @@ def test_cli_stats_prints_the_brokers_counters(gatehouse: Gatehouse) -> None:
 def test_cli_commands_against_a_running_gatehouse(gatehouse: Gatehouse, tmp_path: Path) -> None:
     api = gatehouse.client()
     api("thing-models", "create", {"modelId": "cli-cmd", "tsl": THERMOSTAT_TSL}).ok()
-    product = api("products", "create", {"productName": "cli cmd", "modelId": "cli-cmd"}).ok()
+    product = api(
+        "products", "create", with_mandatory({"productName": "cli cmd", "modelId": "cli-cmd"})
+    ).ok()
     device = api(
         "devices", "create", {"productKey": product, "deviceName": "d", "timezone": "+00:00"}
     ).ok()
@@ -325,7 +330,7 @@ def test_cli_certificates_end_to_end(gatehouse: Gatehouse, tmp_path: Path) -> No
     api = gatehouse.client()
     api("thing-models", "create", {"modelId": "cli-tls", "tsl": THERMOSTAT_TSL}).ok()
     body = {"productName": "cli tls", "modelId": "cli-tls", "biDirectionalAuth": True}
-    product = api("products", "create", body).ok()
+    product = api("products", "create", with_mandatory(body)).ok()
     device = api(
         "devices", "create", {"productKey": product, "deviceName": "d", "timezone": "+00:00"}
     ).ok()

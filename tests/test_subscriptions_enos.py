@@ -19,6 +19,7 @@ import pytest
 from enos.core.MqttClient import MqttClient
 from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRequest
 
+from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
 from tests.devices import eventually, new_device
 from tests.server import Api, Gatehouse
@@ -86,7 +87,9 @@ def consumers() -> Iterator[Callable[..., Consumer]]:
 def _product(api: Api) -> str:
     model = unique("model")
     api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
-    key: str = api("products", "create", {"productName": unique("p"), "modelId": model}).data
+    key: str = api(
+        "products", "create", with_mandatory({"productName": unique("p"), "modelId": model})
+    ).data
     return key
 
 

@@ -77,7 +77,9 @@ def create(
         raise click.UsageError("--model (or a standard-TSL --category) is required")
     if dynamic_activation:
         settings["dynamicActivateEnabled"] = True
-    click.echo(api.call("products", "create", settings))
+    # EnOS's create requires orgId in the query: asked of the API when not configured.
+    org = {} if api.creds.org_id else {"orgId": api.call("organizations", "get")["orgId"]}
+    click.echo(api.call("products", "create", settings, **org))
 
 
 @product.command("list", help="List products.")

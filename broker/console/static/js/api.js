@@ -4,6 +4,7 @@
 const API = "/connect-service/v2.1";
 const CSRF = "X-Gatehouse-CSRF";
 let csrfToken = "";
+let orgId = ""; // the session's, in every call's query as EnOS's URLs have it
 
 export class ApiError extends Error {
   constructor(status, code, msg) {
@@ -32,6 +33,7 @@ async function envelope(response) {
 export async function call(resource, action, body = undefined, query = {}) {
   const params = new URLSearchParams({ action });
   for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null) params.set(k, v);
+  if (orgId && !params.has("orgId")) params.set("orgId", orgId);
   const response = await fetch(`${API}/${resource}?${params}`, {
     method: "POST",
     credentials: "same-origin",
@@ -67,6 +69,7 @@ export async function signIn(accessKey, accessSecret) {
   });
   const session = (await envelope(response)).data;
   csrfToken = session.csrfToken;
+  orgId = session.orgId;
   return session;
 }
 
@@ -75,12 +78,14 @@ export async function whoami() {
   if (response.status === 401) return null;
   const session = (await envelope(response)).data;
   csrfToken = session.csrfToken;
+  orgId = session.orgId;
   return session;
 }
 
 export async function signOut() {
   await fetch(SESSION, { method: "DELETE", credentials: "same-origin", headers: { [CSRF]: csrfToken } });
   csrfToken = "";
+  orgId = "";
 }
 
 export const STREAM = `${API}/stream`;

@@ -58,7 +58,10 @@ export function productBody(choice) {
     productName: { defaultValue: choice.productName, i18nValue: {} },
     category: choice.category,
     deviceType: choice.deviceType,
+    // EnOS's mandatory create fields: productType follows the device type.
+    productType: choice.deviceType === "gateway" ? "Gateway" : "Device",
     dataFormat: choice.dataFormat,
+    biDirectionalAuth: false,
   };
   if (choice.modelId) body.modelId = choice.modelId;
   if (on.networkMethod && choice.networkMethod) body.networkMethod = choice.networkMethod;
