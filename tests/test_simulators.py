@@ -20,6 +20,7 @@ from broker.protocol.credentials_file import write_credentials
 from simulators import DeviceCredentials, ModelValues, SimDevice, SimGateway
 from simulators.load import LoadConfig, run_load
 from simulators.platform import OrgCredentials, Platform, with_mandatory
+from tests.brokers import stock_core
 from tests.conftest import THERMOSTAT_TSL
 from tests.devices import eventually, new_device
 from tests.server import Api, Gatehouse
@@ -316,6 +317,10 @@ def test_the_load_cli_prints_and_writes_its_report(gatehouse: Gatehouse, tmp_pat
     assert "devices connected  10 of 10" in result.stdout
     report = json.loads(out.read_text())
     assert report["connected"] == 10 and report["sent"] > 0
+    # The rate is over the second it posted, not with the wait for the last replies.
+    assert report["publish_seconds"] == 1.0, report["publish_seconds"]
+    assert abs(report["sent_per_s"] - report["sent"]) <= 0.1
+    assert report["connect_cpu_seconds"] > 0 and report["publish_cpu_seconds"] > 0
     bad = gatehouse_cli(None, "load", "--rate", "-1")
     assert bad.returncode == 2 and "Invalid value for '--rate'" in bad.stderr
 
@@ -582,3 +587,31 @@ def test_sleeping_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
     ):
         result = gatehouse_cli(None, "load", *args)
         assert result.returncode in (1, 2) and said in result.stderr, result.stderr
+
+
+async def test_devices_subscribe_to_their_replies_on_a_broker_that_does_not(
+    tmp_path: Path,
+) -> None:
+    """Stock amqtt, like mosquitto, puts nobody on a topic: with `subscribe_replies` the
+    device hears the reply that a platform stand-in publishes there."""
+    server, core = stock_core(tmp_path)
+    try:
+        with core.client("platform") as platform:
+            platform.subscribe("/sys/+/+/thing/measurepoint/post")
+            heard = []
+            for subscribe in (False, True):
+                sim = SimDevice(
+                    DeviceCredentials("pk", f"dk{subscribe}", "s"),
+                    port=core.port,
+                    subscribe_replies=subscribe,
+                )
+                await sim.connect()
+                post = asyncio.create_task(sim.post({"temp": 1.0}, reply_within=2))
+                topic, payload, _ = await asyncio.to_thread(platform.next_message)
+                reply = {"id": json.loads(payload)["id"], "code": 200, "data": None}
+                platform.publish(topic + "_reply", json.dumps(reply).encode())
+                heard.append(await post)  # without the subscription, after 2 s: None
+                await sim.close()
+        assert heard[0] is None and heard[1] == reply
+    finally:
+        server.stop()
