@@ -11,11 +11,40 @@ from starlette.responses import Response
 from broker.api.calls import Call, Handler, pagination
 from broker.api.envelope import ok
 from registry import InvalidArgument
+from registry.catalogue import BY_ID
+
+# What EnOS's Create Product marks Mandatory in the body (orgId, in the query, too).
+MANDATORY = ("productName", "productType", "dataFormat", "biDirectionalAuth", "modelId")
 
 
 async def create(call: Call) -> Response:
+    missing = missing_mandatory(call)
+    if missing:
+        raise InvalidArgument(
+            f"missing mandatory parameters: {', '.join(missing)} (EnOS's Create Product"
+            " requires orgId in the query and productName, productType, dataFormat,"
+            " biDirectionalAuth and modelId in the body)"
+        )
     product = await call.registry.create_product(call.org.orgId, call.body)
     return ok(product.productKey)
+
+
+def missing_mandatory(call: Call) -> list[str]:
+    """The mandatory parameters the call leaves out (absent or null). A standard-TSL
+    category carries its thing model, so it stands in for modelId, as on the Developer
+    Center; a body that is no object is left to the registry's own refusal."""
+    missing = [] if call.query.get("orgId") else ["orgId (query)"]
+    body = call.body
+    if not isinstance(body, Mapping):
+        return missing
+    named = body.get("category")
+    chosen = BY_ID.get(named) if isinstance(named, str) else None
+    for name in MANDATORY:
+        if name == "modelId" and chosen is not None and chosen.modelId is not None:
+            continue
+        if body.get(name) is None:
+            missing.append(name)
+    return missing
 
 
 async def get(call: Call) -> Response:

@@ -418,7 +418,8 @@ def resource_operation(
             "in": "query",
             "required": False,
             "schema": STRING,
-            "description": "your organisation (optional; when given it must be yours)",
+            "description": "your organisation: when given it must be yours; optional but"
+            " on products?action=create, where EnOS makes it mandatory",
         },
     ]
     for name in names:
