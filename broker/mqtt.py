@@ -95,6 +95,16 @@ class MqttBroker:
         hooks.bind(self._broker)
         await self._broker.start()
 
+    def bound_ports(self) -> dict[str, int]:
+        """Each listener's port as bound (the one the system chose, for port 0)."""
+        ports: dict[str, int] = {}
+        servers = self._broker._servers if self._broker is not None else {}
+        for name, server in servers.items():
+            sockets = getattr(server.instance, "sockets", None) or ()
+            for sock in sockets:
+                ports[name] = sock.getsockname()[1]
+        return ports
+
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop accepting, end every connection (wills sent), then shut down."""
         if self._broker is not None:

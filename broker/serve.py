@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -169,28 +171,6 @@ async def serve(config: ServeConfig) -> None:
                 "writer": asdict(gate.writer.stats),
             }
 
-        server = _ApiServer(
-            uvicorn.Config(
-                create_app(
-                    registry,
-                    stats,
-                    gate.gateways,
-                    gate.commands,
-                    gate.limiter,
-                    max_body=config.max_api_body,
-                    streams=apps.hub,
-                    subscribe_port=config.subscribe_port,
-                    metrics=apps.metrics,
-                    sync=gate.writer.sync,
-                    mqtt_ports=(config.mqtt_port, config.mqtts_port),
-                ),
-                host=config.host,
-                port=config.http_port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-            )
-        )
         # The API's port is bound before anything is announced, so a port in use stops
         # serve with its number and a non-zero exit, and no ready line is printed.
         try:
@@ -222,13 +202,41 @@ async def serve(config: ServeConfig) -> None:
                 f"gatehouse: cannot run MQTT on {config.host}:{config.mqtt_port}"
                 f"{f' (TLS on {config.mqtts_port})' if config.mqtts_port else ''}: {exc}"
             ) from None
+        # Port 0 means "any free port": what was bound is announced and written down.
+        ports = {"http": api_socket.getsockname()[1], **_named(mqtt.bound_ports())}
+        if apps.port:
+            ports["subscribe"] = apps.port
+        _write_ports(config.data_dir, ports)
+        server = _ApiServer(
+            uvicorn.Config(
+                create_app(
+                    registry,
+                    stats,
+                    gate.gateways,
+                    gate.commands,
+                    gate.limiter,
+                    max_body=config.max_api_body,
+                    streams=apps.hub,
+                    subscribe_port=ports.get("subscribe", 0),
+                    metrics=apps.metrics,
+                    sync=gate.writer.sync,
+                    mqtt_ports=(ports["mqtt"], ports.get("mqtts", 0)),
+                ),
+                host=config.host,
+                port=ports["http"],
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+        )
         try:
+            tls_port, subscribe_port = ports.get("mqtts"), ports.get("subscribe")
             print(
-                f"gatehouse: MQTT on {config.host}:{config.mqtt_port}"
-                f"{f', MQTT over TLS on {config.mqtts_port}' if config.mqtts_port else ''}"
+                f"gatehouse: MQTT on {config.host}:{ports['mqtt']}"
+                f"{f', MQTT over TLS on {tls_port}' if tls_port else ''}"
                 f"{' (anonymous clients allowed)' if config.allow_anonymous else ''},"
-                f" API on http://{config.host}:{config.http_port} (OpenAPI at /openapi.json),"
-                f"{f' subscriptions on {config.subscribe_port},' if config.subscribe_port else ''}"
+                f" API on http://{config.host}:{ports['http']} (OpenAPI at /openapi.json),"
+                f"{f' subscriptions on {subscribe_port},' if subscribe_port else ''}"
                 f" data in {config.data_dir.resolve()}",
                 file=sys.stderr,
                 flush=True,
@@ -247,6 +255,23 @@ async def serve(config: ServeConfig) -> None:
             await apps.stop()  # after the gate: its last batch has reached the streams
     finally:
         await store.close()
+
+
+PORTS_FILE = "ports.json"  # the ports serve bound, written before the ready line
+
+
+def _named(bound: dict[str, int]) -> dict[str, int]:
+    """MQTT listeners by what they are: `mqtt` and `mqtts`."""
+    names = {"default": "mqtt", "tls": "mqtts"}
+    return {names.get(name, name): port for name, port in bound.items()}
+
+
+def _write_ports(data_dir: Path, ports: dict[str, int]) -> None:
+    """`DATA_DIR/ports.json`, replaced whole, so a reader never sees half of it."""
+    target = data_dir / PORTS_FILE
+    partial = target.with_suffix(".json.partial")
+    partial.write_text(json.dumps(ports) + "\n")
+    partial.replace(target)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -108,8 +108,11 @@ class Gatehouse:
     org_id: str = field(default_factory=lambda: "org" + secrets.token_hex(4))
     access_key: str = field(default_factory=lambda: "ak" + secrets.token_hex(8))
     access_secret: str = field(default_factory=lambda: secrets.token_hex(16))
-    http_port: int = field(default_factory=free_port)
-    mqtt_port: int = field(default_factory=free_port)
+    # 0: the server binds any free port and reports it (DATA_DIR/ports.json), so no
+    # other process can take the port between choosing it and binding it.
+    http_port: int = 0
+    mqtt_port: int = 0
+    # TLS and the subscription server take 0 as "none": they get a port chosen here.
     mqtts_port: int = field(default_factory=free_port)
     subscribe_port: int = field(default_factory=free_port)  # EnOS data subscription
     extra_args: tuple[str, ...] = ()
@@ -131,7 +134,10 @@ class Gatehouse:
 
     def start(self, timeout: float = 20.0) -> Gatehouse:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.data_dir.parent / f"gatehouse-{self.http_port}.log"
+        if self.log_path is None:  # one log for all its runs: a restart appends to it
+            self.log_path = self.data_dir.parent / f"gatehouse-{secrets.token_hex(4)}.log"
+        ports_file = self.data_dir / PORTS_FILE
+        ports_file.unlink(missing_ok=True)  # a previous run's
         command = [
             sys.executable,
             "-m",
@@ -158,6 +164,11 @@ class Gatehouse:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gatehouse exited early:\n{self.log()}")
+            if not ports_file.exists():
+                time.sleep(0.05)
+                continue
+            bound = json.loads(ports_file.read_text())
+            self.http_port, self.mqtt_port = bound["http"], bound["mqtt"]
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return self
@@ -177,6 +188,9 @@ class Gatehouse:
 
     def client(self, key: str | None = None, secret: str | None = None) -> Api:
         return Api(self.url, key or self.access_key, secret or self.access_secret, self.org_id)
+
+
+PORTS_FILE = "ports.json"  # what `gatehouse serve` writes once it has bound its ports
 
 
 class StockAmqtt:

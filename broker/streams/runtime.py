@@ -68,6 +68,11 @@ class Applications:
         if self.server is not None:
             await self.server.start()
 
+    @property
+    def port(self) -> int:
+        """The subscription port it listens on; 0 for none."""
+        return self.server.port if self.server is not None else 0
+
     async def stop(self) -> None:
         """After the gate has stopped: its last batch has reached the streams."""
         if self.server is not None:

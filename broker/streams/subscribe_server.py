@@ -73,6 +73,14 @@ class SubscribeServer:
             ping_interval=None,  # the client pings us every 10 s
         )
 
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the system chose, for port 0)."""
+        if self._server is None:
+            return 0
+        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        return port
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
