@@ -59,6 +59,7 @@ def assemble_gate(
         cache,
         presence,
         payloads=payloads,  # commands go down through the same scripts and codecs
+        writer=writer,  # and are stored in its group commits
         max_waiting=config.max_waiting_commands,
         clock=clock,
     )

@@ -29,7 +29,8 @@ from broker.protocol import codes, sys_prefix
 from broker.protocol.dialects import DEFAULT, SCRIPT_DIALECT, Dialect
 from broker.protocol.scripts import ScriptError
 from broker.protocol.topics import RAW_DOWN_REPLY, raw_down_topic
-from registry import Command, Conflict, Device, InvalidArgument, NotFound, Registry, ids
+from broker.writer import WriteBehind
+from registry import Command, Conflict, InvalidArgument, NotFound, Registry, ids
 from registry.models import ProductSettings
 
 log = logging.getLogger("gatehouse.commands")
@@ -68,10 +69,14 @@ class CommandService:
         presence: Presence,
         *,
         payloads: PayloadCodecs | None = None,
+        writer: WriteBehind | None = None,
         max_waiting: int = MAX_WAITING,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.registry = registry
+        # Commands are written in the write-behind's group commits (awaited, so each
+        # write is stored before the command goes on); without it, one at a time.
+        self.writer = writer
         self.cache = cache
         self.presence = presence
         self.max_waiting = max_waiting
@@ -118,9 +123,18 @@ class CommandService:
 
     # -- submitting ----------------------------------------------------------------------------
 
+    def device_of(self, org_id: str, product_key: str, device_key: str) -> DeviceId:
+        """The organisation's device, from the credential cache (which follows every
+        registry change) rather than a registry round trip; NotFound as the registry says."""
+        entry = self.cache.devices.get((product_key, device_key))
+        if entry is None or entry.org_id != org_id:
+            raise NotFound(f"device {product_key}/{device_key} does not exist")
+        return product_key, device_key
+
     async def submit(
         self,
-        device: Device,
+        org_id: str,
+        key: DeviceId,
         kind: str,
         body: Any,
         *,
@@ -128,11 +142,11 @@ class CommandService:
         reply_timeout: float | None = None,
         pending_ttl: float = 0,
     ) -> Command:
-        """Check and send (or queue) a command; with `pending_ttl` 0, wait for its end."""
-        key = (device.productKey, device.deviceKey)
-        product = self.cache.products.get(device.productKey)
+        """Check and send (or queue) a command to the organisation's device `key`; with
+        `pending_ttl` 0, wait for its end."""
+        product = self.cache.products.get(key[0])
         if product is None:
-            raise NotFound(f"product {device.productKey!r} does not exist")
+            raise NotFound(f"product {key[0]!r} does not exist")
         settings = product.product.settings
         limit = max_timeout(settings)
         timeout = default_timeout(settings) if reply_timeout is None else reply_timeout
@@ -140,27 +154,27 @@ class CommandService:
             raise InvalidArgument(f"timeout must be 1 to {limit:g} seconds for this product")
         if not 0 <= pending_ttl <= MAX_PENDING_TTL_S:
             raise InvalidArgument(f"pendingTtl must be 0 to {MAX_PENDING_TTL_S} seconds")
-        payload = await self._checked_input(device, settings, kind, body, service_id)
+        payload = await self._checked_input(org_id, settings, kind, body, service_id)
         waiting = len(self._waiting.get(key, ()))
         if waiting >= self.max_waiting:
             raise Conflict(
-                f"{device.productKey}/{device.deviceKey} has {waiting} commands waiting, the"
+                f"{key[0]}/{key[1]} has {waiting} commands waiting, the"
                 " most it may; cancel some or wait for it to come back"
             )
         reachable = self._reachable(key, settings)
         sleeping = power_mode(settings) in ("PSM", "eDRX")
         if not reachable and not sleeping and pending_ttl == 0:
             raise Conflict(
-                f"{device.productKey}/{device.deviceKey} is not online; give pendingTtl to"
+                f"{key[0]}/{key[1]} is not online; give pendingTtl to"
                 " hold the command until it connects"
             )
         now = self.clock.wall_ms()
         hold = pending_ttl if pending_ttl > 0 else timeout
         command = Command(
             commandId=ids.random_token(16),
-            orgId=device.orgId,
-            productKey=device.productKey,
-            deviceKey=device.deviceKey,
+            orgId=org_id,
+            productKey=key[0],
+            deviceKey=key[1],
             kind=kind,
             serviceId=service_id,
             input=payload,
@@ -177,9 +191,11 @@ class CommandService:
             self._done[command.commandId] = done
         try:
             if not (reachable and await self._send_now(command)):
-                await self.registry.command_log.insert_command(command)
+                await self._store(command, new=True)
                 self._track(command)
-                if reachable:
+                # Asked again: a device that came online while it was being stored was
+                # told of nothing waiting for it.
+                if self._reachable(key, settings):
                     await self.flush(key)
         except BaseException:
             self._done.pop(command.commandId, None)
@@ -194,7 +210,7 @@ class CommandService:
             self._done.pop(command.commandId, None)
 
     async def _checked_input(
-        self, device: Device, settings: ProductSettings, kind: str, body: Any, service_id: str
+        self, org_id: str, settings: ProductSettings, kind: str, body: Any, service_id: str
     ) -> bytes:
         if kind == "raw":
             if settings.dataFormat != "Custom":
@@ -204,7 +220,7 @@ class CommandService:
             return body
         if not isinstance(body, Mapping):
             raise InvalidArgument("the command's data must be a JSON object")
-        model = await self.registry.compiled_model(device.orgId, settings.modelId)
+        model = await self.registry.compiled_model(org_id, settings.modelId)
         if kind == "service":
             problems = model.check_service_input(service_id, body)
             where = "inputData"
@@ -265,7 +281,7 @@ class CommandService:
             topic, payload = await self._message(command)
         except ScriptError as exc:  # the product's script or codec cannot encode it
             if not stored:
-                await self.registry.command_log.insert_command(command)
+                await self._store(command, new=True)
             await self._finish(
                 command, "failed", reply_code=exc.code, message=f"not sent: {exc.message}"
             )
@@ -275,10 +291,7 @@ class CommandService:
             update={"state": "sent", "sentAt": now, "replyBy": now + command.timeoutMs}
         )
         # Written before it goes out: after a crash it is awaited, never sent again.
-        if stored:
-            await self.registry.command_log.update_command(sent)
-        else:
-            await self.registry.command_log.insert_command(sent)
+        await self._store(sent, new=not stored)
         self._open[sent.commandId] = sent
         self._track(sent)
         self.presence.links.publish(topic, payload)
@@ -386,13 +399,23 @@ class CommandService:
             update[{"reply_code": "replyCode"}.get(name, name)] = value
         ended = command.model_copy(update=update)
         self._forget(command)
-        await self.registry.command_log.update_command(ended)
+        await self._store(ended, new=False)
         if self.on_finished is not None:
             self.on_finished(ended)
         done = self._done.get(command.commandId)
         if done is not None and not done.done():
             done.set_result(ended)
         return ended
+
+    async def _store(self, command: Command, *, new: bool) -> None:
+        """Write a command (`new`: its first row) and return once it is stored: in the
+        write-behind's next group commit while it runs, else on its own."""
+        if self.writer is not None and self.writer.running:
+            await asyncio.shield(self.writer.command(command, new=new))
+        elif new:
+            await self.registry.command_log.insert_command(command)
+        else:
+            await self.registry.command_log.update_command(command)
 
     def _forget(self, command: Command) -> None:
         key = (command.productKey, command.deviceKey)

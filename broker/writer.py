@@ -1,4 +1,5 @@
-"""The sinks, written behind in group commits: presence, the device log and latest values.
+"""The sinks, written behind in group commits: presence, the device log and latest values,
+and commands' rows (each awaited by its sender, as a post awaits its batch).
 
 The broker loop only appends to in-memory buffers; one task writes them to the store
 in a single transaction per batch (aiosqlite runs it on its own thread). A message
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from registry import StorageUnavailable
+from registry import Command, StorageUnavailable
 from registry.store import LatestRow, LogRow, PresenceRow, TelemetryStore
 
 log = logging.getLogger("gatehouse.writer")
@@ -94,6 +95,9 @@ class WriteBehind:
         self._presence: dict[tuple[str, str], PresenceRow] = {}
         self._log: collections.deque[LogRow] = collections.deque()
         self._latest: dict[tuple[str, str, str], LatestRow] = {}
+        # Commands' rows, in order, each awaited by its sender (bounded by the commands
+        # open, which broker/commands.py bounds).
+        self._commands: list[tuple[Command, bool]] = []
         self._task: asyncio.Task[None] | None = None
         self._since_prune = 0
         # The future of the batch now filling, made when somebody first waits on it.
@@ -159,6 +163,17 @@ class WriteBehind:
             self.stats.dropped_log += 1
         self._notes.append(note)
 
+    def command(self, command: Command, *, new: bool) -> asyncio.Future[None]:
+        """A command's row (`new`: inserted, else its state updated) for the next batch;
+        the future of that batch, as `committed()` gives it."""
+        self._commands.append((command, new))
+        return self.committed()
+
+    @property
+    def running(self) -> bool:
+        """Whether batches are being written: what is buffered now will be."""
+        return self._task is not None and not self._stopping
+
     def committed(self) -> asyncio.Future[None]:
         """Done when every row buffered so far is stored; `StorageUnavailable` if not.
 
@@ -222,19 +237,20 @@ class WriteBehind:
             list(self._latest.values()),
         )
         batch = CommittedBatch(list(self._points), log_rows, list(self._notes))
+        commands, self._commands = self._commands, []
         done, self._next = self._next, None
         self._presence.clear()
         self._log.clear()
         self._latest.clear()
         self._points.clear()
         self._notes.clear()
-        if not (presence or log_rows or latest or batch.notes):
+        if not (presence or log_rows or latest or batch.notes or commands):
             if done is not None:
                 done.set_result(None)
             return
         started = self.clock.monotonic()
         try:
-            await self.telemetry.write_behind(presence, log_rows, latest)
+            await self.telemetry.write_behind(presence, log_rows, latest, commands)
             await self._tell(batch)
         except Exception as exc:
             failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))

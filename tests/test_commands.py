@@ -43,6 +43,17 @@ def command(api: Api, action: str, device: Device, body: Any, **query: Any) -> A
     )
 
 
+def device_state(api: Api, device: Device) -> str:
+    keys = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    return str(api("devices", "get", **keys).ok()["state"])
+
+
+def online_on_server(api: Api, device: Device) -> None:
+    """The CONNACK comes a moment before gatehouse counts the device online: commands
+    sent right after it could find it offline."""
+    eventually(lambda: device_state(api, device) == "online")
+
+
 def state_of(api: Api, command_id: str) -> dict[str, Any]:
     data: dict[str, Any] = api("commands", "get", commandId=command_id).ok()
     return data
@@ -76,9 +87,10 @@ def device(api: Api, make_product: Callable[..., str]) -> Device:
 
 
 @pytest.fixture
-def online(gatehouse: Gatehouse, device: Device) -> Iterator[Client]:
+def online(gatehouse: Gatehouse, api: Api, device: Device) -> Iterator[Client]:
     with connect(gatehouse.mqtt_port, device) as client:
         assert client.accepted
+        online_on_server(api, device)
         yield client
 
 
@@ -86,7 +98,7 @@ def online(gatehouse: Gatehouse, device: Device) -> Iterator[Client]:
 
 
 @pytest.fixture
-def sdk_device(gatehouse: Gatehouse, device: Device) -> Iterator[Any]:
+def sdk_device(gatehouse: Gatehouse, api: Api, device: Device) -> Iterator[Any]:
     client = MqttClient(
         f"tcp://127.0.0.1:{gatehouse.mqtt_port}",
         device["productKey"],
@@ -108,6 +120,7 @@ def sdk_device(gatehouse: Gatehouse, device: Device) -> Iterator[Any]:
     client.register_arrived_message_handler(ServiceInvocationCommand.get_class(), reboot)
     client.register_arrived_message_handler(MeasurepointSetCommand.get_class(), set_points)
     client.connect()
+    online_on_server(api, device)
     yield client
     client.close()
 
@@ -194,6 +207,7 @@ def test_raw_bytes_go_down_and_the_raw_reply_comes_back(
 ) -> None:
     device = new_device(api, make_product(dataFormat="Custom"))
     with connect(gatehouse.mqtt_port, device) as client:
+        online_on_server(api, device)
         call = pool.submit(command, api, "sendRaw", device, {"payloadBase64": "AAEC"})
         down = client.next_received(topic(device, "thing/model/down_raw"))
         assert down.payload == b"\x00\x01\x02"
@@ -315,10 +329,13 @@ def test_a_restart_keeps_the_queue_and_sends_nothing_twice(
     device = new_device(api, product)
     body = {"inputData": {"delay": 1}}
     with connect(first.mqtt_port, device) as client:
+        online_on_server(api, device)
         sent = command(
             api, "invokeService", device, body, serviceId="reboot", pendingTtl="60", timeout="30"
         ).ok()
         client.next_received(topic(device, "thing/service/reboot"))  # received, never answered
+    # Offline on the server first: to a device still online the next one goes out at once.
+    eventually(lambda: device_state(api, device) == "offline")
     waiting = reboot(api, device, 2, pendingTtl="600").ok()
     first.stop()
 
@@ -339,3 +356,37 @@ def test_a_restart_keeps_the_queue_and_sends_nothing_twice(
         eventually(lambda: state_of(api, waiting["commandId"])["state"] == "succeeded")
         client.barrier()
         assert client.received.empty()
+
+
+def test_every_answered_synchronous_invoke_survives_kill_9(
+    new_gatehouse: Callable[..., Gatehouse], tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    """Commands are written in the write-behind's group commits: a 200 still means the
+    command's end is stored."""
+    first = new_gatehouse(tmp_path / "data")
+    api = first.client()
+    model = unique("model")
+    api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
+    product = api(
+        "products", "create", with_mandatory({"productName": unique("p"), "modelId": model})
+    ).ok()
+    device = new_device(api, product)
+    answered = []
+    with connect(first.mqtt_port, device) as client:
+        online_on_server(api, device)
+        for delay in range(5):
+            call = pool.submit(reboot, api, device, delay)
+            answer(client, client.next_received(topic(device, "thing/service/reboot")), data={})
+            answered.append(call.result(10).ok())
+        assert first.process is not None
+        first.process.kill()  # SIGKILL right after the last answer: no shutdown code runs
+        first.process.wait()
+    assert [c["state"] for c in answered] == ["succeeded"] * 5
+    second = new_gatehouse(
+        tmp_path / "data",
+        org_id=first.org_id,
+        access_key=first.access_key,
+        access_secret=first.access_secret,
+    )
+    api = second.client()
+    assert [state_of(api, c["commandId"])["state"] for c in answered] == ["succeeded"] * 5

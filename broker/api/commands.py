@@ -18,6 +18,7 @@ from starlette.responses import Response
 from broker.api.calls import Call, Handler
 from broker.api.envelope import ok
 from broker.commands import CommandService
+from broker.credentials import DeviceId
 from registry import InvalidArgument
 
 MAX_LIST = 100
@@ -37,9 +38,18 @@ def _number(call: Call, name: str) -> float | None:
 
 
 def command_actions(commands: CommandService) -> dict[str, Handler]:
+    async def target(call: Call) -> tuple[str, DeviceId]:
+        """The device the call names, from memory when by productKey and deviceKey."""
+        org_id, query = call.org.orgId, call.query
+        product_key, device_key = query.get("productKey"), query.get("deviceKey")
+        if product_key and device_key and not query.get("assetId"):
+            return org_id, commands.device_of(org_id, product_key, device_key)
+        device = await call.device()  # by assetId, or the registry's refusal
+        return org_id, (device.productKey, device.deviceKey)
+
     async def submit(call: Call, kind: str, data: object, service_id: str = "") -> Response:
         command = await commands.submit(
-            await call.device(),
+            *await target(call),
             kind,
             data,
             service_id=service_id,

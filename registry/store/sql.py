@@ -329,9 +329,18 @@ class SqlQueries:
         presence: Sequence[PresenceRow],
         log: Sequence[LogRow],
         latest: Sequence[LatestRow],
+        commands: Sequence[tuple[Command, bool]] = (),
     ) -> None:
-        """One transaction for a batch of the broker's writes."""
+        """One transaction for a batch of the broker's writes; `commands` are (command,
+        new) in the order written: new ones inserted, the others' changes updated."""
         async with self._tx() as db:
+            # Every insert first: a command's insert precedes its updates in the batch.
+            inserts = [_command_row(c) for c, new in commands if new]
+            if inserts:
+                await db.executemany(self.COMMAND_INSERT, inserts)
+            updates = [_command_change(c) for c, new in commands if not new]
+            if updates:
+                await db.executemany(self.COMMAND_UPDATE, updates)
             if presence:
                 await db.executemany(
                     "UPDATE devices SET online = ?, last_seen_at = ?,"
@@ -498,31 +507,21 @@ class SqlQueries:
 
     # ------------------------------------------------------------------ commands
 
+    COMMAND_INSERT = (
+        f"INSERT INTO commands ({', '.join(records.COMMAND_COLUMNS)})"  # noqa: S608
+        f" VALUES ({', '.join('?' * len(records.COMMAND_COLUMNS))})"
+    )
+    # What changes as a command moves on: its state and what it got back.
+    COMMAND_UPDATE = (
+        "UPDATE commands SET state = ?, sent_at = ?, reply_by = ?, finished_at = ?,"
+        " reply_code = ?, output = ?, message = ?, mismatch = ? WHERE command_id = ?"
+    )
+
     async def insert_command(self, command: Command) -> None:
-        values = command.model_dump()
-        await self._write(
-            f"INSERT INTO commands ({', '.join(records.COMMAND_COLUMNS)})"  # noqa: S608
-            f" VALUES ({', '.join('?' * len(records.COMMAND_COLUMNS))})",
-            [values[field] for field in records.COMMAND_FIELDS],
-        )
+        await self._write(self.COMMAND_INSERT, _command_row(command))
 
     async def update_command(self, command: Command) -> None:
-        """Write what changes as a command moves on: its state and what it got back."""
-        await self._write(
-            "UPDATE commands SET state = ?, sent_at = ?, reply_by = ?, finished_at = ?,"
-            " reply_code = ?, output = ?, message = ?, mismatch = ? WHERE command_id = ?",
-            (
-                command.state,
-                command.sentAt,
-                command.replyBy,
-                command.finishedAt,
-                command.replyCode,
-                command.output,
-                command.message,
-                command.mismatch,
-                command.commandId,
-            ),
-        )
+        await self._write(self.COMMAND_UPDATE, _command_change(command))
 
     async def get_command(self, command_id: str) -> Command | None:
         row = await self._one("SELECT * FROM commands WHERE command_id = ?", (command_id,))
@@ -831,3 +830,22 @@ class SqlQueries:
             "DELETE FROM access_keys WHERE org_id = ? AND access_key = ?", (org_id, access_key)
         )
         return deleted > 0
+
+
+def _command_row(command: Command) -> list[Any]:
+    values = command.model_dump()
+    return [values[field] for field in records.COMMAND_FIELDS]
+
+
+def _command_change(command: Command) -> tuple[Any, ...]:
+    return (
+        command.state,
+        command.sentAt,
+        command.replyBy,
+        command.finishedAt,
+        command.replyCode,
+        command.output,
+        command.message,
+        command.mismatch,
+        command.commandId,
+    )
