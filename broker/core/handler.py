@@ -55,6 +55,7 @@ KEEPALIVE_GRACE = 1.5
 # Bytes a second a packet being read must at least arrive at (see `_reader_loop`).
 MIN_PACKET_RATE = 8 * 1024
 MQTT_311 = 4
+ACK_HIGH_WATER = 1 << 20  # bytes waiting on a socket before a PUBACK waits its turn
 
 
 def _refusal(connect: Any) -> tuple[int, str] | None:
@@ -316,7 +317,11 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         waiter: asyncio.Future[PubackPacket] = self._loop.create_future()
         self._puback_waiters[packet_id] = waiter
         try:
-            await self._send_packet(packet)
+            # One write straight onto the socket, as for QoS 0, unless the client is
+            # leaving (then `_send_packet` refuses it, and it stays unsent: no DUP later)
+            # or not reading (then it waits its turn).
+            if self.is_leaving or not self.write_now(bytes(packet.to_bytes()), ACK_HIGH_WATER):
+                await self._send_packet(packet)
             app_message.publish_packet = packet
             app_message.puback_packet = await waiter
             self.session.inflight_out.pop(packet_id, None)
@@ -328,6 +333,12 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         if message.packet_id is None or message.puback_packet is not None:
             return
         puback = PubackPacket.build(message.packet_id)
+        # Straight onto the socket, as one write (it cannot split another packet): the
+        # stream writer's lock, drain and per-packet plugin event cost more than the
+        # four bytes. A client not reading its socket gets it the slow way.
+        if self.write_now(bytes(puback.to_bytes()), ACK_HIGH_WATER):
+            message.puback_packet = puback
+            return
         with contextlib.suppress(Exception):
             await self._send_packet(puback)
             message.puback_packet = puback
