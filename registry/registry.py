@@ -279,9 +279,7 @@ class Registry:
         owner = await self.store.get_org(key.orgId) if key is not None else None
         if key is None or owner is None:
             return None
-        return owner.model_copy(
-            update={"secretHash": key.secretHash, "permission": key.permission}
-        )
+        return owner.model_copy(update={"secretHash": key.secretHash, "permission": key.permission})
 
     async def create_access_key(self, org_id: str, body: Any) -> tuple[AccessKey, str]:
         """An extra access key, full access or read only; its secret is shown only now."""
