@@ -20,10 +20,10 @@ from amqtt.broker import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from broker.admission import ConnectAttempt, Refusal
 from broker.core import ROUTE, BrokerHooks, GatehouseBroker, GatehouseHandler, Verdict
 from broker.gate import Gate
-from broker.identity import AnonymousIdentity, DeviceIdentity
+from broker.gate.admission import ConnectAttempt, Refusal
+from broker.gate.identity import AnonymousIdentity, DeviceIdentity
 
 log = logging.getLogger("gatehouse.mqtt")
 
@@ -144,7 +144,7 @@ class GateHooks(BrokerHooks):
 
         return Verdict(outcome.accepted, outcome.stored, respond)
 
-    # -- broker.links.Links: what the gate asks of the broker --------------------------
+    # -- broker.gate.links.Links: what the gate asks of the broker --------------------------
 
     def kick(self, session_key: str) -> None:
         entry = self.broker.sessions.get(session_key)

@@ -20,17 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from broker.codecs import Codec, PayloadCodecs
-from broker.commands import CommandService
-from broker.connect_guard import ConnectGuard
-from broker.credentials import CredentialCache, DeviceId
 from broker.gate import Gate, GateConfig, gateway_posts
-from broker.gateways import GatewayService
-from broker.links import Links
-from broker.presence import Presence
-from broker.routing import Router
-from broker.subdevices import SubDeviceSessions
-from broker.writer import WriteBehind
+from broker.gate.codecs import Codec, PayloadCodecs
+from broker.gate.commands import CommandService
+from broker.gate.connect_guard import ConnectGuard
+from broker.gate.credentials import CredentialCache, DeviceId
+from broker.gate.gateways import GatewayService
+from broker.gate.links import Links
+from broker.gate.presence import Presence
+from broker.gate.routing import Router
+from broker.gate.subdevices import SubDeviceSessions
+from broker.gate.writer import WriteBehind
 from registry import Registry
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from broker.connect_guard import SIGN_FAILURE_LIMIT, ConnectLimit
+from broker.gate.connect_guard import SIGN_FAILURE_LIMIT, ConnectLimit
 
 ENV_PREFIX = "GATEHOUSE_"
 CONFIG_ENV = "GATEHOUSE_CONFIG"  # the config file, when --config is not given
@@ -41,7 +41,7 @@ class ServeConfig:
     ca_cert: Path | None = None  # a CA to use instead of the data directory's own
     ca_key: Path | None = None
     allow_anonymous: bool = False
-    max_payload: int = 512 * 1024  # EnOS's; broker.routing.DEFAULT_MAX_PAYLOAD
+    max_payload: int = 512 * 1024  # EnOS's; broker.gate.routing.DEFAULT_MAX_PAYLOAD
     max_retained_messages: int = 10_000
     max_retained_bytes: int = 64 * 1024 * 1024
     connect_limit: ConnectLimit = field(default_factory=ConnectLimit)

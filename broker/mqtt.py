@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from broker.access import DEVICE_NAMESPACES
 from broker.amqtt_plugin import GateHooks
 from broker.core import CoreLimits, CoreStats, GatehouseBroker
 from broker.gate import Gate
-from broker.links import Links
+from broker.gate.access import DEVICE_NAMESPACES
+from broker.gate.links import Links
 
 AUTH_PLUGIN = "broker.amqtt_plugin.GatehouseAuthPlugin"
 TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"

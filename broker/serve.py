@@ -23,15 +23,15 @@ from broker.api import create_app
 from broker.assemble import assemble_gate
 from broker.bootstrap import first_organization
 from broker.clock import SYSTEM_CLOCK
-from broker.codecs import load_codecs
 from broker.config import ServeConfig
 from broker.core import CoreLimits
 from broker.gate import GateConfig
-from broker.links import LateLinks
+from broker.gate.codecs import load_codecs
+from broker.gate.links import LateLinks
+from broker.gate.writer import WriterConfig
 from broker.mqtt import MqttBroker, MqttConfig, TlsFiles
 from broker.streams.runtime import Applications, ApplicationsConfig
 from broker.streams.subscriptions import RetentionConfig
-from broker.writer import WriterConfig
 from certs import CertificateAuthority
 from registry import Registry, SqliteStore, StorageUnavailable
 from registry.store.streams_sql import SqlStreamStore

@@ -673,7 +673,8 @@ class Registry:
     async def consume_activation_code(
         self, code: str, device_key: str, consumed_at: int, expires_at: int
     ) -> bool:
-        """Record what the broker decided: a device took a code (broker/activation_codes.py)."""
+        """Record what the broker decided (broker/gate/activation_codes.py): a device took
+        a code."""
         return await self.store.consume_activation_code(code, device_key, consumed_at, expires_at)
 
     async def deactivate_device(self, product_key: str, device_key: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.access import (
+from broker.gate.access import (
     anonymous_may_use,
     device_may_use,
     may_publish,
@@ -12,7 +12,7 @@ from broker.access import (
     may_subscribe,
     may_touch_reserved,
 )
-from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
+from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
 
 
 @pytest.mark.parametrize(

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from broker.admission import ConnectAttempt, Refusal, admit
 from broker.cli.serve import parse_args
 from broker.config import ConfigError
-from broker.connect_guard import (
+from broker.gate.admission import ConnectAttempt, Refusal, admit
+from broker.gate.connect_guard import (
     SIGN_FAILURE_LIMIT,
     AttemptLimiter,
     ConnectGuard,
     ConnectLimit,
     Wait,
 )
-from broker.credentials import CredentialCache
-from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
+from broker.gate.credentials import CredentialCache
+from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
 from broker.protocol import enos_credentials
 from registry import Device, Organization, Product
 from registry.ids import hash_secret

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker.clock import SYSTEM_CLOCK, ManualClock
-from broker.connect_guard import ConnectGuard, ConnectLimit
-from broker.credentials import CredentialCache
-from broker.identity import DeviceIdentity
-from broker.presence import Presence
-from broker.subdevices import SubDeviceSessions
-from broker.writer import WriteBehind
+from broker.gate.connect_guard import ConnectGuard, ConnectLimit
+from broker.gate.credentials import CredentialCache
+from broker.gate.identity import DeviceIdentity
+from broker.gate.presence import Presence
+from broker.gate.subdevices import SubDeviceSessions
+from broker.gate.writer import WriteBehind
 from registry import Registry, SqliteStore
 from tests.conftest import THERMOSTAT_TSL
 

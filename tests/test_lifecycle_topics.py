@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from broker import access
-from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
+from broker.gate import access
+from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
 from tests.conftest import unique
 from tests.devices import connect, new_device
 from tests.mqtt_client import Client, Message

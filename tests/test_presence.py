@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.credentials import CredentialCache, DeviceId
-from broker.identity import DeviceIdentity
-from broker.links import NoLinks
-from broker.presence import Presence
-from broker.subdevices import SubDeviceSessions
-from broker.writer import WriteBehind
+from broker.gate.credentials import CredentialCache, DeviceId
+from broker.gate.identity import DeviceIdentity
+from broker.gate.links import NoLinks
+from broker.gate.presence import Presence
+from broker.gate.subdevices import SubDeviceSessions
+from broker.gate.writer import WriteBehind
 from registry import Device, Registry, SqliteStore
 from tests.conftest import THERMOSTAT_TSL
 

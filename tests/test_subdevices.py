@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from broker.access import may_publish, may_subscribe
-from broker.identity import DeviceIdentity
-from broker.subdevices import SubDeviceSessions
+from broker.gate.access import may_publish, may_subscribe
+from broker.gate.identity import DeviceIdentity
+from broker.gate.subdevices import SubDeviceSessions
 
 GATEWAY = ("gpk", "gw1")
 OTHER = ("gpk", "gw2")

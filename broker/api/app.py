@@ -40,10 +40,10 @@ from broker.api.session import Sessions, is_console_call, session_org, session_r
 from broker.api.subscriptions import subscription_actions
 from broker.api.thing_models import MODEL_ACTIONS
 from broker.api.webhooks import webhook_actions
-from broker.commands import CommandService
-from broker.connect_guard import ConnectGuard
 from broker.console import mount_console
-from broker.gateways import GatewayService
+from broker.gate.commands import CommandService
+from broker.gate.connect_guard import ConnectGuard
+from broker.gate.gateways import GatewayService
 from broker.streams.hub import StreamHub
 from registry import (
     Forbidden,

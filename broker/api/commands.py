@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from broker.api.calls import Call, Handler
 from broker.api.envelope import ok
-from broker.commands import CommandService
-from broker.credentials import DeviceId
+from broker.gate.commands import CommandService
+from broker.gate.credentials import DeviceId
 from registry import InvalidArgument
 
 MAX_LIST = 100

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from broker.api.calls import Call, Handler
 from broker.api.envelope import ok
-from broker.gateways import GatewayService
+from broker.gate.gateways import GatewayService
 from broker.protocol import codes
 from registry import Conflict, Device, InvalidArgument, NotFound
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from starlette.responses import Response
 
-from broker.admission import iso_time
 from broker.api.calls import Call, Handler, pagination
 from broker.api.envelope import ok
 from broker.api.messages import log_page
-from broker.connect_guard import ConnectGuard
+from broker.gate.admission import iso_time
+from broker.gate.connect_guard import ConnectGuard
 from registry import Device, InvalidArgument
 
 log = logging.getLogger("gatehouse.api")

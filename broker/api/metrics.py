@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.api.envelope import error
+from broker.gate.writer import CommittedBatch
 from broker.protocol import parse_device_topic
-from broker.writer import CommittedBatch
 from registry import Forbidden, Organization, RegistryError
 
 Authenticate = Callable[[Request], Awaitable[Organization]]

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from broker.api.calls import Call, Handler
 from broker.api.envelope import ok
-from broker.payload_scripts import ScriptRunner
+from broker.gate.payload_scripts import ScriptRunner
 from broker.protocol.scripts import (
     DECODE,
     ENCODE,

@@ -104,7 +104,7 @@ def _startup_failure(record: logging.LogRecord) -> bool:
 
 def run(config: ServeConfig) -> int:
     """Run gatehouse until SIGTERM or Ctrl-C; 2 when a setting or the data cannot be used."""
-    from broker.codecs import CodecError
+    from broker.gate.codecs import CodecError
     from broker.serve import event_loop
     from broker.serve import serve as serve_forever
     from certs import CertificateError

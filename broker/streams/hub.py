@@ -8,12 +8,12 @@ import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from broker.credentials import CredentialCache
+from broker.gate.credentials import CredentialCache
+from broker.gate.writer import CommittedBatch, WriteBehind
 from broker.streams.live import LiveConfig, LiveFeed
 from broker.streams.messages import AppMessage, from_batch
 from broker.streams.subscriptions import RetentionConfig, Subscriptions
 from broker.streams.webhooks import WebhookConfig, Webhooks
-from broker.writer import CommittedBatch, WriteBehind
 from registry.streams import StreamStore
 
 

@@ -5,7 +5,7 @@ Alibaba's server-side device status message (`status`, `iotId`, `productKey`,
 
 Only an application of the device's organisation receives it: the ACL keeps the
 `/as/` namespace to applications, filtered by the ProductKey's owner on each delivery
-(broker/access.py), like their devices' own topics.
+(broker/gate/access.py), like their devices' own topics.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from broker.links import Links
+from broker.gate.links import Links
 from broker.streams.messages import AppMessage
 
 STATUS_PREFIX = "/as/mqtt/status/"

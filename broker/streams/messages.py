@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
+from broker.gate.writer import CommittedBatch
 from broker.protocol import parse_device_topic
 from broker.protocol.topics import SYS, Uplink, classify_enos_uplink
-from broker.writer import CommittedBatch
 
 OK_CODES = (0, 200)  # EnOS answers 200, Alink 200 too; 0 when a codec says so
 LIVE_ONLY_KINDS = ("refused",)  # for the console's device page: never retained

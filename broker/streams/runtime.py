@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from broker.api.metrics import Metrics, Sources
 from broker.gate import Gate
+from broker.gate.writer import Note
 from broker.streams.hub import StreamHub, StreamsConfig
 from broker.streams.lifecycle import LifecycleTopics
 from broker.streams.subscribe_server import SubscribeConfig, SubscribeServer
 from broker.streams.subscriptions import RetentionConfig
-from broker.writer import Note
 from registry import Command
 from registry.streams import StreamStore
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
+from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import parse_device_topic
 
 # Topic prefixes of the device namespaces: nothing there is retained.

@@ -8,14 +8,14 @@ import itertools
 from collections.abc import Callable
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from broker.credentials import CredentialCache, DeviceId
-from broker.identity import DeviceIdentity, device_session_key
-from broker.links import Links, NoLinks
+from broker.gate.credentials import CredentialCache, DeviceId
+from broker.gate.identity import DeviceIdentity, device_session_key
+from broker.gate.links import Links, NoLinks
+from broker.gate.subdevices import SubDeviceSessions
+from broker.gate.writer import WriteBehind
 from broker.protocol import downlink_filters
 from broker.protocol.dialects import DEFAULT, Dialect
 from broker.protocol.dialects.enos import combine_notice
-from broker.subdevices import SubDeviceSessions
-from broker.writer import WriteBehind
 
 _notice_ids = itertools.count(1)
 

@@ -9,7 +9,7 @@ packages register under the `gatehouse.codecs` entry-point group, and `gatehouse
 it is.
 
 `PayloadCodecs` is what the router and the command service use: a product's uploaded
-JavaScript (Alibaba's contract, run by `broker.payload_scripts`) if it has one, else the
+JavaScript (Alibaba's contract, run by `broker.gate.payload_scripts`) if it has one, else the
 codec its settings name. Either way a failure is a `ScriptError` with a reply code, and
 no call runs on the event loop for longer than the scripts' time limit.
 """
@@ -24,8 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from broker.credentials import ProductCredential
-from broker.payload_scripts import DaemonThread, ScriptRunner
+from broker.gate.credentials import ProductCredential
+from broker.gate.payload_scripts import DaemonThread, ScriptRunner
 from broker.protocol import codes
 from broker.protocol.scripts import MAX_OUTPUT, SCRIPT_FAILED, TIME_LIMIT_S, ScriptError
 from registry import Registry

@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from broker.codecs import Codec, PayloadCodecs
-from broker.credentials import CredentialCache, ProductCredential
-from broker.identity import DeviceIdentity
+from broker.gate.codecs import Codec, PayloadCodecs
+from broker.gate.credentials import CredentialCache, ProductCredential
+from broker.gate.identity import DeviceIdentity
+from broker.gate.writer import WriteBehind
 from broker.protocol import (
     EnvelopeError,
     PayloadNotJson,
@@ -32,7 +33,6 @@ from broker.protocol import (
 from broker.protocol.dialects import SCRIPT_DIALECT
 from broker.protocol.scripts import SCRIPT_BAD_RESULT, ScriptError
 from broker.protocol.topics import SYS
-from broker.writer import WriteBehind
 from registry import CompiledModel, Registry, RegistryError, Violation
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024  # EnOS's limit (docs/protocol.md, section 8)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from broker.activation_codes import ActivationCodes, CodeLedger
+from broker.gate.activation_codes import ActivationCodes, CodeLedger
 from registry import Certificate, Device, Organization, Product
 from registry.activation import ActivationCode
 from registry.models import Topology

@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from broker.connect_guard import ConnectGuard
-from broker.credentials import CredentialCache, DeviceId
-from broker.identity import DeviceIdentity
-from broker.presence import Presence
+from broker.gate.connect_guard import ConnectGuard
+from broker.gate.credentials import CredentialCache, DeviceId
+from broker.gate.identity import DeviceIdentity
+from broker.gate.presence import Presence
+from broker.gate.routing import PAYLOAD_NOT_JSON, Outcome, Result, fault
+from broker.gate.writer import WriteBehind
 from broker.protocol import (
     ClientIdError,
     EnvelopeError,
@@ -29,8 +31,6 @@ from broker.protocol import (
 from broker.protocol.dialects import Dialect, GatewayFunction
 from broker.protocol.signs import timestamp_ms, timestamp_problem
 from broker.protocol.topics import SYS
-from broker.routing import PAYLOAD_NOT_JSON, Outcome, Result, fault
-from broker.writer import WriteBehind
 from registry import Attachment, Conflict, Device, Registry, RegistryError
 
 MAX_BATCH_LOGIN = 1000  # sub-devices in one combine/login/batch

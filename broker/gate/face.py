@@ -12,21 +12,21 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from broker import access
-from broker.admission import ConnectAttempt, Refusal, admit
 from broker.clock import Clock
-from broker.commands import MAX_WAITING, CommandService
-from broker.connect_guard import SIGN_FAILURE_LIMIT, ConnectGuard, ConnectLimit
-from broker.credentials import CredentialCache
-from broker.gateways import GatewayService
-from broker.identity import DeviceIdentity, Identity
-from broker.links import Links
-from broker.presence import Presence
+from broker.gate import access
+from broker.gate.admission import ConnectAttempt, Refusal, admit
+from broker.gate.commands import MAX_WAITING, CommandService
+from broker.gate.connect_guard import SIGN_FAILURE_LIMIT, ConnectGuard, ConnectLimit
+from broker.gate.credentials import CredentialCache
+from broker.gate.gateways import GatewayService
+from broker.gate.identity import DeviceIdentity, Identity
+from broker.gate.links import Links
+from broker.gate.presence import Presence
+from broker.gate.routing import DEFAULT_MAX_PAYLOAD, Outcome, PostFor, Router
+from broker.gate.subdevices import SubDeviceSessions
+from broker.gate.writer import WriteBehind, WriterConfig
 from broker.protocol import codes, encode_request, parse_device_topic
 from broker.protocol.topics import SYS
-from broker.routing import DEFAULT_MAX_PAYLOAD, Outcome, PostFor, Router
-from broker.subdevices import SubDeviceSessions
-from broker.writer import WriteBehind, WriterConfig
 from registry import Registry, ids
 
 log = logging.getLogger("gatehouse.gate")

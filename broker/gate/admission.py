@@ -3,7 +3,7 @@
 The order of checks is chosen so that refusing is cheap and tells a stranger nothing:
 the device must exist (two dict lookups) and its sign-failure limit must not block the
 source address before any digest is computed. Then the secret is proven: a correct sign,
-a numeric timestamp within `--sign-max-age`, a sign not replayed (broker/connect_guard.py
+a numeric timestamp within `--sign-max-age`, a sign not replayed (broker/gate/connect_guard.py
 says what is counted where). Only a client that proves the secret is held to the connect
 limit, and learns that the device is disabled or that its product has other rules.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broker.clock import SYSTEM_CLOCK
-from broker.connect_guard import ConnectGuard, DeviceKey, Wait
-from broker.credentials import CredentialCache
-from broker.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
+from broker.gate.connect_guard import ConnectGuard, DeviceKey, Wait
+from broker.gate.credentials import CredentialCache
+from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import ClientIdError, codes, parse_enos_client_id, sign_matches, split_username
 from broker.protocol.dialects import ConnectSecrets, Dialect, SignProblem, dialect_of
 from broker.protocol.signs import EnosClientId, timestamp_problem

@@ -22,14 +22,14 @@ from typing import Any
 import orjson
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from broker.codecs import PayloadCodecs
-from broker.credentials import CredentialCache, DeviceId
-from broker.presence import Presence
+from broker.gate.codecs import PayloadCodecs
+from broker.gate.credentials import CredentialCache, DeviceId
+from broker.gate.presence import Presence
+from broker.gate.writer import WriteBehind
 from broker.protocol import codes, sys_prefix
 from broker.protocol.dialects import DEFAULT, SCRIPT_DIALECT, Dialect
 from broker.protocol.scripts import ScriptError
 from broker.protocol.topics import RAW_DOWN_REPLY, raw_down_topic
-from broker.writer import WriteBehind
 from registry import Command, Conflict, InvalidArgument, NotFound, Registry, ids
 from registry.models import ProductSettings
 

@@ -96,7 +96,7 @@ class WriteBehind:
         self._log: collections.deque[LogRow] = collections.deque()
         self._latest: dict[tuple[str, str, str], LatestRow] = {}
         # Commands' rows, in order, each awaited by its sender (bounded by the commands
-        # open, which broker/commands.py bounds).
+        # open, which broker/gate/commands.py bounds).
         self._commands: list[tuple[Command, bool]] = []
         self._task: asyncio.Task[None] | None = None
         self._since_prune = 0
