@@ -122,7 +122,15 @@ async def serve(config: ServeConfig) -> None:
     )
     await store.open()
     try:
-        registry = Registry(store, max_devices_per_product=config.max_devices_per_product)
+        ca_dir = config.data_dir / CA_DIR
+        with _data_dir_errors():
+            ca = CertificateAuthority.load_or_create(
+                ca_dir, cert_file=config.ca_cert, key_file=config.ca_key
+            )
+            server_cert, server_key = ca.server_files(ca_dir, [config.host])
+            ca_file = ca_dir / "ca-chain.pem"
+            ca_file.write_text(ca.cert_pem)
+        registry = Registry(store, max_devices_per_product=config.max_devices_per_product, ca=ca)
         with _data_dir_errors():
             await first_organization(registry, config.data_dir)
         if config.provision_file is not None:
@@ -131,15 +139,6 @@ async def serve(config: ServeConfig) -> None:
                 raise RuntimeError("the registry has no admin organisation to provision into")
             report = await provision.apply(registry, org, config.provision_file)
             log.info("%s (%s)", report.summary(), config.provision_file)
-        ca_dir = config.data_dir / CA_DIR
-        with _data_dir_errors():
-            ca = CertificateAuthority.load_or_create(
-                ca_dir, cert_file=config.ca_cert, key_file=config.ca_key
-            )
-            registry.ca = ca
-            server_cert, server_key = ca.server_files(ca_dir, [config.host])
-            ca_file = ca_dir / "ca-chain.pem"
-            ca_file.write_text(ca.cert_pem)
         tls = TlsFiles(server_cert, server_key, ca_file)
         links = LateLinks()  # the running broker's, bound to it below
         gate = assemble_gate(

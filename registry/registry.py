@@ -154,12 +154,18 @@ class Page:
 
 
 class Registry:
-    def __init__(self, store: Store, *, max_devices_per_product: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_devices_per_product: int = 10_000,
+        ca: CertificateAuthority | None = None,
+    ) -> None:
         self.store = store
         self.max_devices_per_product = max_devices_per_product
         self._compiled: dict[tuple[str, str], CompiledModel] = {}
         self.observers: list[RegistryObserver] = []
-        self.ca: CertificateAuthority | None = None  # set by the service that has one
+        self.ca = ca  # device certificates are issued by it; None: certificates are refused
         # Told of each product script saved (or, with None, deleted), after it is written.
         self.script_listeners: list[Callable[[str, ProductScript | None], None]] = []
         self._orgs_by_key: dict[str, Organization] = {}  # see authenticate
