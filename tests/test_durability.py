@@ -123,7 +123,7 @@ def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "the devices did not get enough posts answered"
-        time.sleep(0.02)
+        time.sleep(0.02)  # a bounded poll of counters other threads fill; no event to wait on
 
 
 def _missing(api: Api, posters: list[Poster]) -> list[str]:

@@ -87,7 +87,7 @@ class Running:
         while not re.search(pattern, self.err.decode(errors="replace")):
             assert self.process.poll() is None, f"exited early: {self.text()}"
             assert time.monotonic() < deadline, f"no {pattern!r} within {timeout} s: {self.text()}"
-            time.sleep(0.05)
+            time.sleep(0.05)  # a bounded poll: a thread reads the pipe
 
     def ended_within(self, seconds: float) -> int:
         """Its exit code, if it ended by itself within `seconds` (else it is killed)."""

@@ -76,14 +76,14 @@ def main() -> None:
         lk.gateway_add_subdev_topo([sub])
         time.sleep(1)
         lk.gateway_login_subdev([sub])
-        time.sleep(float(seconds))
+        time.sleep(float(seconds))  # online this long to answer commands: the test's window
         lk.disconnect()
         say(event="done")
         return
     lk.thing_post_property({"temp": 21.5})
     lk.thing_trigger_event(("overheat", {"temp": 99.0}))
     lk.thing_raw_post_data(b"\x01\x02")
-    time.sleep(float(seconds))
+    time.sleep(float(seconds))  # online this long to answer commands: the test's window
     lk.disconnect()
     say(event="done")
 

@@ -57,7 +57,7 @@ def main() -> None:
         return
     # Report 77: 18.5 C (185 tenths), 48 %.
     lk.thing_raw_post_data(struct.pack(">BihB", REPORT, 77, 185, 48))
-    time.sleep(float(seconds))
+    time.sleep(float(seconds))  # online this long: the test's window
     lk.disconnect()
     say(event="done")
 
