@@ -22,6 +22,7 @@ import orjson
 from click.core import ParameterSource
 
 from broker.protocol.credentials_file import read_credentials
+from broker.protocol.dialects import DEFAULT, NAMES, dialect_named
 from broker.protocol.scripts import ScriptError
 from simulators.device import CONNECT_ATTEMPTS, ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
@@ -167,8 +168,8 @@ EDRX_CYCLE = click.FloatRange(20.48, 10_485.76)  # the product rule's range
 @click.option("--qos", type=click.IntRange(0, 1), default=1, help="of the posts")
 @click.option(
     "--dialect",
-    type=click.Choice(("enos", "alink")),
-    default="enos",
+    type=click.Choice(NAMES),
+    default=DEFAULT.name,
     help="how the devices sign in and post",
 )
 @click.option(
@@ -408,8 +409,8 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--dialect",
-            type=click.Choice(("enos", "alink")),
-            default="enos",
+            type=click.Choice(NAMES),
+            default=DEFAULT.name,
             help="sign in and post as the EnOS SDK or as linkkit does",
         ),
         click.option("--qos", type=click.IntRange(0, 1), default=1, help="of the posts"),
@@ -534,7 +535,7 @@ async def _simulate(
     reasons: RefusalReasons,
 ) -> int:
     creds = DeviceCredentials(
-        o["product"], o["key"], o["secret"], bool(o.get("activate")), o["dialect"]
+        o["product"], o["key"], o["secret"], bool(o.get("activate")), dialect_named(o["dialect"])
     )
     verbose = _print_packet if o["verbose"] else None
     sim_device: SimDevice

@@ -22,13 +22,8 @@ from typing import Any
 import gmqtt
 import orjson
 
-from broker.protocol import (
-    alink_credentials,
-    encode_reply,
-    encode_request,
-    enos_credentials,
-    parse_device_topic,
-)
+from broker.protocol import encode_reply, encode_request, parse_device_topic
+from broker.protocol.dialects import ENOS, Dialect
 from broker.protocol.scripts import ScriptError
 from broker.protocol.topics import RAW_DOWN, RAW_UP, REPLY_SUFFIX, raw_up_topic
 from simulators.raw import RawFrames
@@ -49,7 +44,7 @@ class DeviceCredentials:
     device_key: str
     secret: str  # the DeviceSecret, or the ProductSecret with `activate`
     activate: bool = False  # dynamic activation (securemode 3)
-    dialect: str = "enos"  # "enos", or "alink" to sign and post as linkkit does
+    dialect: Dialect = ENOS  # or ALINK, to sign and post as linkkit does
 
 
 class ConnectRefused(Exception):
@@ -126,21 +121,13 @@ class SimDevice:
     # -- connection ------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        if self.creds.dialect == "alink":
-            creds = alink_credentials(
-                self.creds.product_key,
-                self.creds.device_key,
-                self.creds.secret,
-                str(int(time.time())),
-            )
-        else:
-            creds = enos_credentials(
-                self.creds.product_key,
-                self.creds.device_key,
-                self.creds.secret,
-                str(int(time.time() * 1000)),
-                secure_mode=3 if self.creds.activate else 2,
-            )
+        creds = self.creds.dialect.device_credentials(
+            self.creds.product_key,
+            self.creds.device_key,
+            self.creds.secret,
+            time.time() * 1000,
+            activate=self.creds.activate,
+        )
         mqtt = gmqtt.Client(creds.client_id, clean_session=True)
         mqtt.set_auth_credentials(creds.username, creds.password)
         mqtt.set_config({"reconnect_retries": 0})
@@ -159,12 +146,7 @@ class SimDevice:
         self._mqtt = mqtt
         self.stats.connects += 1
         if self.subscribe_replies:
-            post = (
-                "thing/event/property/post"
-                if self.creds.dialect == "alink"
-                else "thing/measurepoint/post"
-            )
-            mqtt.subscribe(self.topic(post + REPLY_SUFFIX), qos=0)
+            mqtt.subscribe(self.topic(self.creds.dialect.post_reply_topic()), qos=0)
         if self.buffer:
             await self.resume()
 
@@ -247,22 +229,17 @@ class SimDevice:
         device_key: str = "",
         reply_within: float = 10.0,
     ) -> dict[str, Any] | None:
-        """A measurepoint post; while offline it is buffered for `resume`."""
+        """A property (measurepoint) post in the device's dialect; while offline it is
+        buffered for `resume` if the dialect's SDK does that."""
         if self.raw is not None:
             return await self.post_raw(points, qos=qos, reply_within=reply_within)
-        if self.creds.dialect == "alink":  # Alink: the properties themselves are the params
-            topic = self.topic("thing/event/property/post", product_key, device_key)
-            return await self.request(
-                topic, "thing.event.property.post", dict(points), qos=qos, reply_within=reply_within
-            )
-        params = {"measurepoints": dict(points), "time": int(time.time() * 1000)}
-        if not self.connected:
+        dialect = self.creds.dialect
+        rest, method, params = dialect.property_post(points, int(time.time() * 1000))
+        if not self.connected and dialect.buffers_offline:
             self.buffer.append(params)
             return None
-        topic = self.topic("thing/measurepoint/post", product_key, device_key)
-        return await self.request(
-            topic, "thing.measurepoint.post", params, qos=qos, reply_within=reply_within
-        )
+        topic = self.topic(rest, product_key, device_key)
+        return await self.request(topic, method, params, qos=qos, reply_within=reply_within)
 
     async def post_raw(
         self, points: Mapping[str, Any], *, qos: int = 1, reply_within: float = 10.0
@@ -329,13 +306,9 @@ class SimDevice:
 
     async def resume(self) -> dict[str, Any] | None:
         """Upload what was buffered while offline, oldest first, in one batch."""
-        entries = [
-            {"productKey": self.creds.product_key, "deviceKey": self.creds.device_key, **p}
-            for p in self.buffer
-        ]
+        rest, method, params = self.creds.dialect.resume_batch(self.key, list(self.buffer))
         self.buffer.clear()
-        topic = self.topic("thing/measurepoint/resume/batch")
-        return await self.request(topic, "thing.measurepoint.resume.batch", entries)
+        return await self.request(self.topic(rest), method, params)
 
     async def sleep_cycle(
         self, awake: float, asleep: float, cycles: int, points: Callable[[], Mapping[str, Any]]

@@ -9,43 +9,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broker.protocol import alink_sign, enos_connect_params, enos_sign
+from broker.protocol.dialects.base import DeviceId
 from simulators.device import DeviceCredentials, SimDevice
-
-
-def signed_entry(sub: DeviceCredentials, client_id: str, timestamp: str) -> dict[str, str]:
-    params = enos_connect_params(client_id, sub.product_key, sub.device_key, timestamp)
-    return {
-        "productKey": sub.product_key,
-        "deviceKey": sub.device_key,
-        "clientId": client_id,
-        "timestamp": timestamp,
-        "signMethod": "sha256",
-        "sign": enos_sign(sub.secret, params, "sha256"),
-    }
-
-
-ALINK_BATCH = 50  # linkkit's combine/batch_login takes at most 50 sub-devices
-ALINK_SIGN_METHOD = "hmacsha256"
-
-
-def alink_entry(sub: DeviceCredentials, timestamp: str) -> dict[str, str]:
-    """A sub-device as linkkit names and signs it: an HMAC keyed by its own secret."""
-    client_id = f"{sub.product_key}&{sub.device_key}"
-    content = {
-        "clientId": client_id,
-        "deviceName": sub.device_key,
-        "productKey": sub.product_key,
-        "timestamp": timestamp,
-    }
-    return {
-        "productKey": sub.product_key,
-        "deviceName": sub.device_key,
-        "clientId": client_id,
-        "timestamp": timestamp,
-        "signmethod": ALINK_SIGN_METHOD,
-        "sign": alink_sign(sub.secret, content, ALINK_SIGN_METHOD),
-    }
 
 
 class SimGateway(SimDevice):
@@ -63,21 +28,18 @@ class SimGateway(SimDevice):
     def _ext(self, rest: str) -> str:
         return f"/ext/session/{self.creds.product_key}/{self.creds.device_key}/{rest}"
 
-    @property
-    def alink(self) -> bool:
-        return self.creds.dialect == "alink"
+    def _secrets(self, subs: Sequence[DeviceCredentials]) -> list[tuple[DeviceId, str]]:
+        return [((sub.product_key, sub.device_key), sub.secret) for sub in subs]
 
     async def add_topology(self, batch: int = 100) -> list[dict[str, Any] | None]:
         """`thing/topo/add` for every sub-device, `batch` at a time."""
+        dialect = self.creds.dialect
         replies = []
         for start in range(0, len(self.subdevices), batch):
             timestamp = str(int(time.time() * 1000))
-            part = self.subdevices[start : start + batch]
             entries = [
-                alink_entry(sub, timestamp)
-                if self.alink
-                else signed_entry(sub, f"{sub.product_key}.{sub.device_key}", timestamp)
-                for sub in part
+                dialect.topology_entry(key, secret, timestamp)
+                for key, secret in self._secrets(self.subdevices[start : start + batch])
             ]
             replies.append(
                 await self.request(self.topic("thing/topo/add"), "thing.topo.add", entries)
@@ -85,61 +47,25 @@ class SimGateway(SimDevice):
         return replies
 
     async def login_all(self, batch: int = 100) -> list[dict[str, Any] | None]:
-        """`combine/login/batch`, `batch` sub-devices a request, as the EnOS SDK signs it
-        (Alink: `combine/batch_login`, at most 50 a request)."""
-        if self.alink:
-            return await self._alink_login_all(min(batch, ALINK_BATCH))
+        """Log every sub-device in, `batch` a request (at most the dialect's limit: EnOS's
+        `combine/login/batch` takes each on its own, linkkit's `combine/batch_login` 50,
+        all or nothing)."""
+        dialect = self.creds.dialect
+        batch = min(batch, dialect.login_batch_limit)
         replies = []
         for start in range(0, len(self.subdevices), batch):
             timestamp = str(int(time.time() * 1000))
-            part = self.subdevices[start : start + batch]
-            params = {
-                "clientId": "login.batch",
-                "timestamp": timestamp,
-                "signMethod": "sha256",
-                "subDevices": [
-                    {
-                        "productKey": sub.product_key,
-                        "deviceKey": sub.device_key,
-                        "sign": signed_entry(sub, "login.batch", timestamp)["sign"],
-                    }
-                    for sub in part
-                ],
-            }
-            reply = await self.request(
-                self._ext("combine/login/batch"), "combine.login.batch", params
-            )
+            part = self._secrets(self.subdevices[start : start + batch])
+            rest, method, params = dialect.login_batch(part, timestamp)
+            reply = await self.request(self._ext(rest), method, params)
             if reply is not None:
-                for done in (reply.get("data") or {}).get("loginedSubDevices", []):
-                    self.logged_in.add((done["productKey"], done["deviceKey"]))
-            replies.append(reply)
-        return replies
-
-    async def _alink_login_all(self, batch: int) -> list[dict[str, Any] | None]:
-        replies = []
-        for start in range(0, len(self.subdevices), batch):
-            timestamp = str(int(time.time() * 1000))
-            entries = [
-                alink_entry(sub, timestamp) for sub in self.subdevices[start : start + batch]
-            ]
-            params = {"signMethod": ALINK_SIGN_METHOD, "deviceList": entries}
-            reply = await self.request(
-                self._ext("combine/batch_login"), "combine.batch.login", params
-            )
-            if reply is not None and reply.get("code") == 200:  # all or nothing
-                for done in reply.get("data") or []:
-                    self.logged_in.add((done["productKey"], done["deviceName"]))
+                self.logged_in.update(dialect.logged_in(reply))
             replies.append(reply)
         return replies
 
     async def logout(self, sub: DeviceCredentials) -> dict[str, Any] | None:
-        if self.alink:  # linkkit logs out in batches: this is a batch of one
-            entries = [{"productKey": sub.product_key, "deviceName": sub.device_key}]
-            topic = self._ext("combine/batch_logout")
-            reply = await self.request(topic, "combine.batch.logout", entries)
-        else:
-            params = {"productKey": sub.product_key, "deviceKey": sub.device_key}
-            reply = await self.request(self._ext("combine/logout"), "combine.logout", params)
+        rest, method, params = self.creds.dialect.logout((sub.product_key, sub.device_key))
+        reply = await self.request(self._ext(rest), method, params)
         self.logged_in.discard((sub.product_key, sub.device_key))
         return reply
 

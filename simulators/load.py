@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from broker.protocol.dialects import DEFAULT, dialect_named
 from simulators.device import ConnectRefused, DeviceCredentials, SimDevice
 from simulators.gateway import SimGateway
 from simulators.latency import Latency
@@ -74,7 +75,7 @@ class LoadConfig:
     progress: bool = True
     # Devices exported by `gatehouse device export` to use instead of new ones.
     credentials: tuple[DeviceCredentials, ...] = ()
-    dialect: str = "enos"  # how the directly connected devices sign in and post
+    dialect: str = DEFAULT.name  # how the devices sign in and post (a dialect's name)
     tls: bool = False  # MQTT over TLS
     ca_file: str = ""  # the CA to trust with `tls` (else the system's)
     cleanup: bool = False  # delete what the run provisioned, at its end
@@ -381,13 +382,14 @@ async def _run(
         # Exported devices post what their own product's thing model describes.
         fleet.models[product_key] = await asyncio.to_thread(platform.thing_model, product_key)
     tls = config.tls_context()
+    dialect = dialect_named(config.dialect)
     for index, creds in enumerate(made.devices):
         if index < wrong:
             creds = DeviceCredentials(
                 creds.product_key, creds.device_key, "wrong-secret-on-purpose"
             )
         mode = made.sleep_modes.get((creds.product_key, creds.device_key))
-        creds = replace(creds, dialect=config.dialect)
+        creds = replace(creds, dialect=dialect)
         device = SimDevice(
             creds,
             config.host,
@@ -404,7 +406,7 @@ async def _run(
             fleet.edrx.append(device)
     sim_gateways = [
         SimGateway(
-            replace(gw, dialect=config.dialect),
+            replace(gw, dialect=dialect),
             subs,
             config.host,
             config.mqtt_port,

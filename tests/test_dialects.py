@@ -263,3 +263,79 @@ def test_the_dialects_import_nothing_of_gatehouse_outside_broker_protocol() -> N
                 assert top not in {"amqtt", "registry", "certs", "simulators"}, (path, name)
                 if top == "broker":
                     assert name.startswith("broker.protocol"), (path, name)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=NAMES)
+def test_what_a_simulated_gateway_sends_is_a_request_of_its_dialect(dialect: Dialect) -> None:
+    """The device's side (what simulators send) lands on the gateway functions the
+    broker's side of the same dialect answers."""
+    subs = [(("sp", f"sd{i}"), f"secret-{i}") for i in range(3)]
+    rest, method, params = dialect.login_batch(subs, str(NOW_MS))
+    assert dialect.gateway_function("ext", rest) in (
+        GatewayFunction.LOGIN_BATCH,
+        GatewayFunction.LOGIN_ALL_OR_NONE,
+    )
+    assert method == rest.replace("/", ".").replace("_", ".")
+    assert len(orjson.dumps(params)) > 0
+    rest, method, _ = dialect.logout(("sp", "sd0"))
+    assert dialect.gateway_function("ext", rest) in (
+        GatewayFunction.LOGOUT,
+        GatewayFunction.LOGOUT_BATCH,
+    )
+    entry = dialect.topology_entry(("sp", "sd0"), "secret-0", str(NOW_MS))
+    method = entry.get("signMethod") or entry["signmethod"]  # linkkit spells it so
+    expected = dialect.sub_device_sign(
+        "secret-0", ("sp", "sd0"), entry["clientId"], str(NOW_MS), method
+    )
+    assert entry["sign"] == expected
+    assert dialect.login_batch_limit >= 1
+
+
+def test_the_login_replies_name_who_is_in_as_each_dialect_does() -> None:
+    enos = {"code": 200, "data": {"loginedSubDevices": [{"productKey": "p", "deviceKey": "d"}]}}
+    assert ENOS.logged_in(enos) == [("p", "d")]
+    alink = {"code": 200, "data": [{"productKey": "p", "deviceName": "d"}]}
+    assert ALINK.logged_in(alink) == [("p", "d")]
+    assert ALINK.logged_in({**alink, "code": 460}) == []  # all or nothing
+
+
+def test_only_a_dialect_whose_sdk_buffers_resumes() -> None:
+    assert ENOS.buffers_offline and not ALINK.buffers_offline
+    rest, method, params = ENOS.resume_batch(("p", "d"), [{"measurepoints": {"t": 1}, "time": 5}])
+    assert (rest, method) == ("thing/measurepoint/resume/batch", "thing.measurepoint.resume.batch")
+    assert params == [{"productKey": "p", "deviceKey": "d", "measurepoints": {"t": 1}, "time": 5}]
+    assert ENOS.classify_uplink(rest) == (Uplink.MEASUREPOINT_RESUME_BATCH, "")
+    with pytest.raises(NotImplementedError, match="alink"):
+        ALINK.resume_batch(("p", "d"), [])
+    for dialect in DIALECTS:
+        assert dialect.post_reply_topic() == dialect.property_post({}, 0)[0] + "_reply"
+
+
+def test_a_dialect_is_one_object_across_copies_and_processes() -> None:
+    """The load runner's workers get credentials by pickling: a dialect stays itself."""
+    import copy
+    import pickle
+
+    for dialect in DIALECTS:
+        assert pickle.loads(pickle.dumps(dialect)) is dialect
+        assert copy.deepcopy(dialect) is dialect
+
+
+def test_no_dialect_name_is_compared_outside_the_dialect_modules() -> None:
+    """Issue 21: the broker and the simulators ask the dialect object, never its name."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    names = set(NAMES)
+    found = []
+    for folder in ("broker", "simulators", "registry"):
+        for path in (root / folder).rglob("*.py"):
+            if "dialects" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Compare):
+                    for side in (node.left, *node.comparators):
+                        if isinstance(side, ast.Constant) and side.value in names:
+                            found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from broker.protocol.credentials_file import write_credentials
+from broker.protocol.dialects import ALINK
 from simulators import DeviceCredentials, ModelValues, SimDevice, SimGateway
 from simulators.load import LoadConfig, run_load
 from simulators.platform import OrgCredentials, Platform, with_mandatory
@@ -512,7 +513,7 @@ def test_load_and_sim_find_the_platform_by_its_url(tmp_path: Path) -> None:
 async def test_a_simulated_alink_gateway_logs_in_and_posts_for_its_sub_devices(
     gatehouse: Gatehouse, api: Api, make_product: Callable[..., str]
 ) -> None:
-    gateway = replace(creds(new_device(api, make_product(deviceType="gateway"))), dialect="alink")
+    gateway = replace(creds(new_device(api, make_product(deviceType="gateway"))), dialect=ALINK)
     sub_product = make_product(deviceType="subdevice")
     subs = [creds(new_device(api, sub_product)) for _ in range(3)]
     sim = SimGateway(gateway, subs, port=gatehouse.mqtt_port)

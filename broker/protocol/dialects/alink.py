@@ -4,7 +4,7 @@ name where EnOS has its key, properties as the params, and codes of its own
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from broker.protocol import codes
@@ -46,9 +46,13 @@ _GATEWAY_FUNCTIONS = {
 }
 
 
+SUB_SIGN_METHOD = "hmacsha256"  # what linkkit signs sub-devices with
+
+
 class Alink(Dialect):
     name: ClassVar[str] = "alink"
     codes: ClassVar[Mapping[int, int]] = ALINK_CODES
+    login_batch_limit: ClassVar[int] = 50  # combine/batch_login: all or nothing
 
     def claims(self, client_id: str) -> bool:
         # `{pk}&{dn}|...|`: the part before the first bar names the product.
@@ -125,6 +129,35 @@ class Alink(Dialect):
             "deviceName": credentials["deviceKey"],
             "deviceSecret": credentials["deviceSecret"],
         }
+
+    def topology_entry(self, sub: DeviceId, secret: str, timestamp: str) -> dict[str, str]:
+        # linkkit names a sub-device by its client id, `{pk}&{dn}`, and signs with its secret.
+        client_id = f"{sub[0]}&{sub[1]}"
+        return {
+            "productKey": sub[0],
+            "deviceName": sub[1],
+            "clientId": client_id,
+            "timestamp": timestamp,
+            "signmethod": SUB_SIGN_METHOD,
+            "sign": self.sub_device_sign(secret, sub, client_id, timestamp, SUB_SIGN_METHOD),
+        }
+
+    def login_batch(
+        self, subs: Sequence[tuple[DeviceId, str]], timestamp: str
+    ) -> tuple[str, str, Any]:
+        entries = [self.topology_entry(sub, secret, timestamp) for sub, secret in subs]
+        params = {"signMethod": SUB_SIGN_METHOD, "deviceList": entries}
+        return "combine/batch_login", "combine.batch.login", params
+
+    def logged_in(self, reply: Mapping[str, Any]) -> list[DeviceId]:
+        if reply.get("code") != 200:  # all or nothing
+            return []
+        return [(entry["productKey"], entry["deviceName"]) for entry in reply.get("data") or []]
+
+    def logout(self, sub: DeviceId) -> tuple[str, str, Any]:
+        # linkkit logs out in batches: this is a batch of one.
+        entries = [{"productKey": sub[0], "deviceName": sub[1]}]
+        return "combine/batch_logout", "combine.batch.logout", entries
 
 
 ALINK = Alink()

@@ -10,7 +10,7 @@ the table is the same in both.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -78,6 +78,13 @@ class Dialect(ABC):
 
     def __repr__(self) -> str:
         return f"<dialect {self.name}>"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # One instance per dialect, in other processes too (the load runner's workers).
+        return _dialect_named, (self.name,)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Dialect:
+        return self
 
     # -- CONNECT -------------------------------------------------------------------------
 
@@ -169,6 +176,50 @@ class Dialect(ABC):
     def registered(self, credentials: Mapping[str, str]) -> dict[str, str]:
         """A registered sub-device in the reply, from its EnOS credentials (productKey,
         deviceKey, deviceSecret, assetId)."""
+
+    # -- the device's side: what its SDK sends (simulators and tests) --------------------
+
+    # Whether the SDK keeps the posts made while offline and uploads them on reconnect
+    # (`resume_batch`).
+    buffers_offline: ClassVar[bool] = False
+    login_batch_limit: ClassVar[int]  # sub-devices one batch login may carry
+
+    def post_reply_topic(self) -> str:
+        """The reply topic of a property post, under `/sys/{pk}/{dk}/`."""
+        return self.property_post({}, 0)[0] + self.reply_suffix
+
+    def resume_batch(
+        self, device: DeviceId, posts: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, str, Any]:
+        """The upload of property posts' params kept while offline: the topic under
+        `/sys/{pk}/{dk}/`, the method, the params. Only for dialects that buffer."""
+        raise NotImplementedError(f"the {self.name} SDK does not keep posts made offline")
+
+    @abstractmethod
+    def topology_entry(self, sub: DeviceId, secret: str, timestamp: str) -> dict[str, str]:
+        """A sub-device in a `thing/topo/add`, signed with its secret as the SDK signs it."""
+
+    @abstractmethod
+    def login_batch(
+        self, subs: Sequence[tuple[DeviceId, str]], timestamp: str
+    ) -> tuple[str, str, Any]:
+        """A batch login of sub-devices, each with its secret: the topic under
+        `/ext/session/{pk}/{dk}/`, the method, the params."""
+
+    @abstractmethod
+    def logged_in(self, reply: Mapping[str, Any]) -> list[DeviceId]:
+        """The sub-devices a batch login's reply says are logged in."""
+
+    @abstractmethod
+    def logout(self, sub: DeviceId) -> tuple[str, str, Any]:
+        """A sub-device's logout: the topic under `/ext/session/{pk}/{dk}/`, the method,
+        the params."""
+
+
+def _dialect_named(name: str) -> Dialect:
+    from broker.protocol.dialects import dialect_named  # the registry of dialects
+
+    return dialect_named(name)
 
 
 __all__ = [

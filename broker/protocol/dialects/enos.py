@@ -3,7 +3,7 @@ the broker decides in (docs/protocol.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from broker.protocol import codes
@@ -48,9 +48,15 @@ def combine_notice(
     return f"{ext_prefix(*gateway)}combine/{notice}", payload
 
 
+SUB_SIGN_METHOD = "sha256"  # what the EnOS SDK signs sub-devices with
+LOGIN_BATCH_CLIENT_ID = "login.batch"  # the client id a batch login's signs name
+
+
 class Enos(Dialect):
     name: ClassVar[str] = "enos"
     codes: ClassVar[Mapping[int, int]] = {}  # the broker's codes are EnOS's
+    buffers_offline: ClassVar[bool] = True  # the SDK's resume: offline posts go up later
+    login_batch_limit: ClassVar[int] = 1000
 
     def claims(self, client_id: str) -> bool:
         # `{dk}|...|`: the part before the first bar names no product (Alink's has `&`).
@@ -129,6 +135,56 @@ class Enos(Dialect):
 
     def registered(self, credentials: Mapping[str, str]) -> dict[str, str]:
         return dict(credentials)
+
+    def resume_batch(
+        self, device: DeviceId, posts: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, str, Any]:
+        entries = [{"productKey": device[0], "deviceKey": device[1], **post} for post in posts]
+        return "thing/measurepoint/resume/batch", "thing.measurepoint.resume.batch", entries
+
+    def topology_entry(self, sub: DeviceId, secret: str, timestamp: str) -> dict[str, str]:
+        return self._signed_entry(sub, secret, f"{sub[0]}.{sub[1]}", timestamp)
+
+    def login_batch(
+        self, subs: Sequence[tuple[DeviceId, str]], timestamp: str
+    ) -> tuple[str, str, Any]:
+        params = {
+            "clientId": LOGIN_BATCH_CLIENT_ID,
+            "timestamp": timestamp,
+            "signMethod": SUB_SIGN_METHOD,
+            "subDevices": [
+                {
+                    "productKey": sub[0],
+                    "deviceKey": sub[1],
+                    "sign": self.sub_device_sign(
+                        secret, sub, LOGIN_BATCH_CLIENT_ID, timestamp, SUB_SIGN_METHOD
+                    ),
+                }
+                for sub, secret in subs
+            ],
+        }
+        return "combine/login/batch", "combine.login.batch", params
+
+    def logged_in(self, reply: Mapping[str, Any]) -> list[DeviceId]:
+        # Each sub-device on its own: the reply lists those that got in.
+        done = (reply.get("data") or {}).get("loginedSubDevices", [])
+        return [(entry["productKey"], entry["deviceKey"]) for entry in done]
+
+    def logout(self, sub: DeviceId) -> tuple[str, str, Any]:
+        params = {"productKey": sub[0], "deviceKey": sub[1]}
+        return "combine/logout", "combine.logout", params
+
+    def _signed_entry(
+        self, sub: DeviceId, secret: str, client_id: str, timestamp: str
+    ) -> dict[str, str]:
+        return {
+            "productKey": sub[0],
+            "deviceKey": sub[1],
+            "clientId": client_id,
+            "timestamp": timestamp,
+            "signMethod": SUB_SIGN_METHOD,
+            "sign": self.sub_device_sign(secret, sub, client_id, timestamp, SUB_SIGN_METHOD),
+        }
 
 
 ENOS = Enos()
