@@ -48,12 +48,6 @@ def device_state(api: Api, device: Device) -> str:
     return str(api("devices", "get", **keys).ok()["state"])
 
 
-def online_on_server(api: Api, device: Device) -> None:
-    """The CONNACK comes a moment before gatehouse counts the device online: commands
-    sent right after it could find it offline."""
-    eventually(lambda: device_state(api, device) == "online")
-
-
 def state_of(api: Api, command_id: str) -> dict[str, Any]:
     data: dict[str, Any] = api("commands", "get", commandId=command_id).ok()
     return data
@@ -90,7 +84,6 @@ def device(api: Api, make_product: Callable[..., str]) -> Device:
 def online(gatehouse: Gatehouse, api: Api, device: Device) -> Iterator[Client]:
     with connect(gatehouse.mqtt_port, device) as client:
         assert client.accepted
-        online_on_server(api, device)
         yield client
 
 
@@ -120,7 +113,6 @@ def sdk_device(gatehouse: Gatehouse, api: Api, device: Device) -> Iterator[Any]:
     client.register_arrived_message_handler(ServiceInvocationCommand.get_class(), reboot)
     client.register_arrived_message_handler(MeasurepointSetCommand.get_class(), set_points)
     client.connect()
-    online_on_server(api, device)
     yield client
     client.close()
 
@@ -207,7 +199,6 @@ def test_raw_bytes_go_down_and_the_raw_reply_comes_back(
 ) -> None:
     device = new_device(api, make_product(dataFormat="Custom"))
     with connect(gatehouse.mqtt_port, device) as client:
-        online_on_server(api, device)
         call = pool.submit(command, api, "sendRaw", device, {"payloadBase64": "AAEC"})
         down = client.next_received(topic(device, "thing/model/down_raw"))
         assert down.payload == b"\x00\x01\x02"
@@ -329,7 +320,6 @@ def test_a_restart_keeps_the_queue_and_sends_nothing_twice(
     device = new_device(api, product)
     body = {"inputData": {"delay": 1}}
     with connect(first.mqtt_port, device) as client:
-        online_on_server(api, device)
         sent = command(
             api, "invokeService", device, body, serviceId="reboot", pendingTtl="60", timeout="30"
         ).ok()
@@ -373,7 +363,6 @@ def test_every_answered_synchronous_invoke_survives_kill_9(
     device = new_device(api, product)
     answered = []
     with connect(first.mqtt_port, device) as client:
-        online_on_server(api, device)
         for delay in range(5):
             call = pool.submit(reboot, api, device, delay)
             answer(client, client.next_received(topic(device, "thing/service/reboot")), data={})

@@ -250,10 +250,10 @@ class GatehouseBroker(Broker):
         self._sessions[client_id] = (session, handler)
         try:
             await handler.mqtt_connack_authorize(True)
-            await self.plugins_manager.fire_event(
-                BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=session
-            )
-            await handler.start()
+            # From here to the hook nothing waits: the service counts the device online
+            # in the loop turn that wrote its CONNACK, so a command sent the moment the
+            # device reads it is not refused as offline. What the hook and the resumed
+            # flows send is sent by tasks, once this turn ends.
             # [MQTT-4.4.0-1] a resumed session goes on with its unacknowledged
             # deliveries first; then the hook, so that nothing it sends goes out twice.
             self._resume_inflight(session, handler)
@@ -262,6 +262,10 @@ class GatehouseBroker(Broker):
             # broker here. A reconnecting session gets only what was queued for it;
             # retained messages go out on SUBSCRIBE, as MQTT 3.1.1, 3.3.1.3 says.
             self._pump_queue(session, handler)
+            await self.plugins_manager.fire_event(
+                BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=session
+            )
+            await handler.start()
             await self._client_message_loop(session, handler)
         finally:
             handler.finished.set()
