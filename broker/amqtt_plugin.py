@@ -130,19 +130,26 @@ class GateHooks(BrokerHooks):
         outcome = await self.gate.uplink(identity, topic, data)
         if outcome is None:
             return ROUTE
-        if outcome.reply is None and outcome.then is None:
+        delivery = outcome.delivery if outcome.accepted else None
+        if outcome.reply is None and outcome.then is None and delivery is None:
             return Verdict(outcome.accepted, outcome.stored)
         reply_topic, reply_qos = topic + "_reply", min(qos, IMPLICIT_QOS)
+        origin = session.client_id
 
         async def respond(failure: BaseException | None) -> None:
-            """The reply, once the message is stored (or known not to be)."""
-            reply = outcome.reply if failure is None else outcome.unstored_reply or outcome.reply
+            """The reply, once the message is stored (or known not to be); a delivery
+            in place of the PUBLISH only once stored, as the core routes one."""
+            reply = outcome.reply if failure is None else await outcome.not_stored_reply()
             if reply is not None:
                 await self.broker.route(reply_topic, reply, reply_qos)
+            if delivery is not None and failure is None:
+                self.broker.stats.routed += 1
+                await self.broker.route(*delivery, qos, origin=origin)
             if outcome.then is not None:
                 outcome.then()
 
-        return Verdict(outcome.accepted, outcome.stored, respond)
+        # A delivery is routed here, so the core neither routes nor retains the PUBLISH.
+        return Verdict(outcome.accepted and delivery is None, outcome.stored, respond)
 
     # -- broker.gate.links.Links: what the gate asks of the broker --------------------------
 

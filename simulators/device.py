@@ -275,6 +275,17 @@ class SimDevice:
         topic = self.topic(f"thing/event/{event}/post")
         return await self.request(topic, f"thing.event.{event}.post", params, qos=qos)
 
+    def publish_custom(self, name: str, payload: bytes, *, parse: bool = True, qos: int = 1) -> str:
+        """Bytes on the custom topic `/{pk}/{dk}/user/{name}`, tagged `?_sn=default` so
+        the product's transformPayload parses them (unless `parse` is False), as
+        Alibaba's devices do; nothing is answered there. Returns the topic subscribers
+        get the message on (the untagged one)."""
+        from broker.protocol.topics import PARSE_TAG, user_prefix
+
+        topic = user_prefix(self.creds.product_key, self.creds.device_key) + name
+        self.publish(topic + PARSE_TAG if parse else topic, payload, qos)
+        return topic
+
     async def malformed(self, product_key: str = "", device_key: str = "") -> dict[str, Any] | None:
         """Bad behaviour on purpose: a post whose payload is not JSON. The reply's id
         cannot be known, so the first reply on the topic answers it."""

@@ -2,20 +2,22 @@
 identities (no amqtt types), so that an HTTP face for a clustered broker can make the
 same decisions.
 
-- A device publishes and subscribes only under its own `/sys/{pk}/{dk}/` and
-  `/ext/session/{pk}/{dk}/`; wildcards may follow that prefix, never replace part of it.
-  A gateway also under those of the sub-devices logged in through it, and nobody else
-  under theirs.
+- A device publishes and subscribes only under its own `/sys/{pk}/{dk}/`,
+  `/ext/session/{pk}/{dk}/` and `/{pk}/{dk}/user/` (its custom topics); wildcards may
+  follow that prefix, never replace part of it. A gateway also under those of the
+  sub-devices logged in through it, and nobody else under theirs.
 - An application (an organisation's access key) is read-only: it may subscribe to any
   filter that can match its devices' topics (`#`, `/sys/+/+/#`, `/sys/{pk}/...` for
-  its own ProductKey, `/ext/session/...`) and receives its own organisation's device
-  traffic only: that is checked on each delivery. The same holds for the lifecycle
-  topics `/as/mqtt/status/{pk}/{dk}` (broker/streams/lifecycle.py), which only the
-  platform publishes.
+  its own ProductKey, `/ext/session/...`, `/+/+/user/#`, `/{pk}/...`) and receives its
+  own organisation's device traffic only: that is checked on each delivery. The same
+  holds for the lifecycle topics `/as/mqtt/status/{pk}/{dk}` (broker/streams/lifecycle.py),
+  which only the platform publishes.
 - An anonymous client (only with `--allow-anonymous`) never publishes or receives in
-  the reserved namespaces `/sys`, `/ext`, `/as` and `$SYS`; it may subscribe to any filter
-  that can match a topic outside them (`#`, `/#`, `+/...`), and what it receives is
-  kept outside them on each delivery.
+  the reserved namespaces `/sys`, `/ext`, `/as` and `$SYS`, nor in a custom namespace
+  `/{pk}/{dk}/user/...` whose `{pk}` is a product (any DeviceKey of it, registered or
+  not, so that nobody can squat a device's topics before it exists); it may subscribe
+  to any filter that can match a topic outside them (`#`, `/#`, `+/...`,
+  `/+/+/user/#`), and what it receives is kept outside them on each delivery.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from collections.abc import Callable
 
 from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import parse_device_topic
+from broker.protocol.topics import USER, user_prefix
 
-# Topic prefixes of the device namespaces: nothing there is retained.
+# Topic prefixes of the device namespaces: nothing there is retained. (Custom topics,
+# `/{pk}/{dk}/user/...`, are no prefix: the router routes them itself, never retained.)
 DEVICE_NAMESPACES = ("/sys/", "/ext/")
 # The device namespaces and the broker's own: `/sys/...`, `/ext/...`, `/as/...` (the
 # lifecycle topics), `$SYS/...`.
@@ -37,6 +41,8 @@ RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (
 )
 # The lifecycle topics' levels before the ProductKey: /as/mqtt/status/{pk}/{dk}.
 STATUS_LEVELS = ["", "as", "mqtt", "status"]
+# First levels after the leading `/` that are other namespaces, not a custom `{pk}`.
+_RESERVED_FIRST = ("sys", "ext", "as")
 
 # ProductKey -> owning organisation, from the credential cache.
 ProductOwner = Callable[[str], str | None]
@@ -46,6 +52,32 @@ LoggedInThrough = Callable[[str, str], tuple[str, str] | None]
 
 def _nobody(product_key: str, device_key: str) -> tuple[str, str] | None:
     return None
+
+
+def _custom_product(levels: list[str]) -> str | None:
+    """The `{pk}` level of a topic shaped `/{pk}/{dk}/user/...`, if it is one."""
+    if len(levels) >= 4 and levels[0] == "" and levels[3] == USER and levels[1] and levels[2]:
+        return levels[1]
+    return None
+
+
+def in_custom_namespace(topic: str, owner: ProductOwner | None = None) -> bool:
+    """True if the topic is a device's custom topic: `/{pk}/{dk}/user/...` with `{pk}`
+    a product. Without `owner` to ask, any topic of that shape counts (the safe side)."""
+    product_key = _custom_product(topic.split("/"))
+    return product_key is not None and (owner is None or owner(product_key) is not None)
+
+
+def _only_custom(topic_filter: str, owner: ProductOwner | None) -> bool:
+    """True if every topic the filter can match is in one product's custom namespace:
+    `/{pk}/+/user/...` with a literal `{pk}` that is a product."""
+    levels = topic_filter.split("/")
+    if len(levels) < 4 or levels[0] != "" or levels[3] != USER or levels[2] in ("", "#"):
+        return False
+    product_key = levels[1]
+    if product_key in ("", "+", "#"):
+        return False
+    return owner is None or owner(product_key) is not None
 
 
 def may_touch_reserved(topic_filter: str) -> bool:
@@ -77,15 +109,16 @@ def only_reserved(topic_filter: str) -> bool:
     return any(tuple(levels[: len(prefix)]) == prefix for prefix in RESERVED_PREFIXES)
 
 
-def anonymous_may_use(topic_filter: str) -> bool:
-    """An anonymous client may publish and receive outside the reserved namespaces."""
-    return not may_touch_reserved(topic_filter)
+def anonymous_may_use(topic: str, owner: ProductOwner | None = None) -> bool:
+    """An anonymous client may publish and receive outside the reserved namespaces and
+    the products' custom namespaces."""
+    return not may_touch_reserved(topic) and not in_custom_namespace(topic, owner)
 
 
-def anonymous_may_subscribe(topic_filter: str) -> bool:
-    """Any filter that can match a topic outside the reserved namespaces; deliveries
-    into them are refused one by one (`may_receive`)."""
-    return not only_reserved(topic_filter)
+def anonymous_may_subscribe(topic_filter: str, owner: ProductOwner | None = None) -> bool:
+    """Any filter that can match a topic outside the reserved and custom namespaces;
+    deliveries into them are refused one by one (`may_receive`)."""
+    return not only_reserved(topic_filter) and not _only_custom(topic_filter, owner)
 
 
 def device_may_use(
@@ -93,7 +126,11 @@ def device_may_use(
 ) -> bool:
     """Publish or subscribe: the device's own prefixes, which are literal (no `+`/`#`),
     and those of the sub-devices logged in through it when it is a gateway."""
-    if topic_filter.startswith(device.sys_prefix) or topic_filter.startswith(device.ext_prefix):
+    if (
+        topic_filter.startswith(device.sys_prefix)
+        or topic_filter.startswith(device.ext_prefix)
+        or topic_filter.startswith(user_prefix(device.product_key, device.device_key))
+    ):
         return True
     parsed = parse_device_topic(topic_filter)
     return parsed is not None and through(parsed.product_key, parsed.device_key) == device.key
@@ -108,6 +145,8 @@ def product_of_filter(topic_filter: str) -> str | None:
         product_key = levels[3]
     elif len(levels) >= 6 and levels[:4] == STATUS_LEVELS:
         product_key = levels[4]
+    elif len(levels) >= 5 and (custom := _custom_product(levels)) is not None:
+        product_key = custom
     else:
         return None
     return None if product_key in ("", "+", "#") else product_key
@@ -122,6 +161,8 @@ def _named_product(topic_filter: str) -> str | None:
         product_key = levels[3]
     elif levels[:4] == STATUS_LEVELS and len(levels) > 4:
         product_key = levels[4]
+    elif len(levels) > 1 and levels[0] == "" and levels[1] not in _RESERVED_FIRST:
+        product_key = levels[1]  # a custom topic's `/{pk}/...`
     else:
         return None
     return None if product_key in ("+", "#") else product_key
@@ -142,14 +183,36 @@ def _may_match_device_topic(topic_filter: str) -> bool:
         _may_match_prefix(levels, ("", "sys"))
         or _may_match_prefix(levels, ("", "ext"))
         or _may_match_prefix(levels, tuple(STATUS_LEVELS))
+        or _may_match_custom(levels)
     )
 
 
-def may_publish(identity: Identity, topic: str, through: LoggedInThrough = _nobody) -> bool:
+def _may_match_custom(levels: list[str]) -> bool:
+    """Whether a filter can match some `/{pk}/{dk}/user/...`."""
+    for index, wanted in enumerate(("", None, None, USER)):
+        if index >= len(levels):
+            return False
+        level = levels[index]
+        if level == "#":
+            return True
+        if wanted is None:
+            if not level:
+                return False  # no product or device has an empty key
+        elif level not in ("+", wanted):
+            return False
+    return True
+
+
+def may_publish(
+    identity: Identity,
+    topic: str,
+    through: LoggedInThrough = _nobody,
+    owner: ProductOwner | None = None,
+) -> bool:
     if isinstance(identity, DeviceIdentity):
         return device_may_use(identity, topic, through)
     if isinstance(identity, AnonymousIdentity):
-        return anonymous_may_use(topic)
+        return anonymous_may_use(topic, owner)
     return False  # applications are read-only
 
 
@@ -163,14 +226,14 @@ def may_subscribe(
         return device_may_use(identity, topic_filter, through)
     if isinstance(identity, AppIdentity):
         return app_may_subscribe(identity, topic_filter, owner)
-    return anonymous_may_subscribe(topic_filter)
+    return anonymous_may_subscribe(topic_filter, owner)
 
 
 def may_receive(identity: Identity, topic: str, owner: ProductOwner) -> bool:
     """Checked on each delivery; subscriptions were checked already, so this is the
     cheap second line (a product deleted, a filter that slipped through)."""
     if isinstance(identity, AnonymousIdentity):
-        return anonymous_may_use(topic)
+        return anonymous_may_use(topic, owner)
     if isinstance(identity, AppIdentity):
         product_key = product_of_filter(topic)
         return product_key is not None and owner(product_key) == identity.org_id

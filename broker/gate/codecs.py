@@ -6,7 +6,9 @@ A codec is any object with `decode(raw: bytes) -> dict` (a request or reply enve
 command). Gatehouse finds codecs by name: the built-in ones below, those that installed
 packages register under the `gatehouse.codecs` entry-point group, and `gatehouse serve
 --codec NAME=module:attr`. A class is instantiated once; a module or instance is used as
-it is.
+it is. A codec may also offer `transform(topic: str, raw: bytes) -> dict`, Alibaba's
+`transformPayload` for custom topics (`/{pk}/{dk}/user/...?_sn=default`); one without
+it answers those with 26006.
 
 `PayloadCodecs` is what the router and the command service use: a product's uploaded
 JavaScript (Alibaba's contract, run by `broker.gate.payload_scripts`) if it has one, else the
@@ -17,6 +19,7 @@ no call runs on the event loop for longer than the scripts' time limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import importlib.metadata
 from collections.abc import Mapping
@@ -27,7 +30,15 @@ import orjson
 from broker.gate.credentials import ProductCredential
 from broker.gate.payload_scripts import DaemonThread, ScriptRunner
 from broker.protocol import codes
-from broker.protocol.scripts import MAX_OUTPUT, SCRIPT_FAILED, TIME_LIMIT_S, ScriptError
+from broker.protocol.scripts import (
+    MAX_OUTPUT,
+    SCRIPT_EMPTY,
+    SCRIPT_FAILED,
+    SCRIPT_NO_FUNCTION,
+    TIME_LIMIT_S,
+    ScriptError,
+    as_object,
+)
 from registry import Registry
 from registry.scripts import ProductScript
 
@@ -186,6 +197,31 @@ class PayloadCodecs:
                 codes.SERVER_ERROR, f"codec {name!r} must encode to at most {MAX_OUTPUT} bytes"
             )
         return bytes(encoded)
+
+    async def transform(self, product: ProductCredential, topic: str, raw: bytes) -> dict[str, Any]:
+        """A custom topic's bytes to a JSON object: the script's transformPayload, else
+        the codec's optional `transform(topic, raw)`."""
+        script = await self._script(product)
+        if script is not None:
+            return await self.runner.run(
+                script.productKey,
+                script.version,
+                script.scriptContent,
+                lambda s: s.transform(topic, raw),
+            )
+        if product.product.settings.dataFormat != "Custom" or not product.product.settings.codec:
+            raise ScriptError(SCRIPT_EMPTY, "the product has no script to parse custom topics")
+        name, codec = self._codec(product)
+        method = getattr(codec, "transform", None)
+        if not callable(method):
+            raise ScriptError(SCRIPT_NO_FUNCTION, f"codec {name!r} has no transform(topic, raw)")
+        try:
+            out = await self._call_codec(codec, functools.partial(method, topic), raw)
+        except ScriptError:
+            raise
+        except Exception as exc:
+            raise ScriptError(SCRIPT_FAILED, f"codec {name!r} cannot transform: {exc}") from None
+        return as_object(out, f"codec {name!r} transform")
 
     async def _script(self, product: ProductCredential) -> ProductScript | None:
         await self._ensure_loaded()

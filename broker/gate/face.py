@@ -216,7 +216,7 @@ class Gate:
         return product.product.orgId if product is not None else None
 
     def may_publish(self, identity: Identity, topic: str) -> bool:
-        return access.may_publish(identity, topic, self.sessions.through)
+        return access.may_publish(identity, topic, self.sessions.through, self.owner_of)
 
     def may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
         return access.may_subscribe(identity, topic_filter, self.owner_of, self.sessions.through)

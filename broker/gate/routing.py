@@ -1,16 +1,19 @@
 """The router: what a device's PUBLISH means, whether it fits the thing model, and the
 reply it gets (docs/protocol.md, sections 2 and 4). No amqtt here.
 
-`Router.uplink` returns an `Outcome`: whether the message goes on to subscribers, and
-the reply payload for `<topic>_reply`. Accepted data is handed to the write-behind
-sinks. A fault is always a reply with a code and a message, never an exception.
+`Router.uplink` returns an `Outcome`: whether the message goes on to subscribers (or
+what goes instead, for custom topics), and the reply payload for `<topic>_reply`.
+Accepted data is handed to the write-behind sinks. A fault is always a reply with a
+code and a message (or, on a custom topic, which has no reply, a logged code), never
+an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -32,14 +35,19 @@ from broker.protocol import (
 )
 from broker.protocol.dialects import SCRIPT_DIALECT
 from broker.protocol.scripts import SCRIPT_BAD_RESULT, ScriptError
-from broker.protocol.topics import SYS
+from broker.protocol.topics import SYS, USER, untagged
 from registry import CompiledModel, Registry, RegistryError, Violation
+
+log = logging.getLogger("gatehouse.gate")
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024  # EnOS's limit (docs/protocol.md, section 8)
 MAX_ATTRIBUTES = 100
 PAYLOAD_NOT_JSON = 6207  # the EnOS SDK's "payload must be JSON"
 PARAMETER_ERROR = 460  # the EnOS SDK's "bad parameters": params that break the thing model
 NO_METHOD = 6450  # Alink: no method after raw decoding
+NOT_STORED = "not stored: the registry cannot write; try again"
+UNPARSED_LOG_INTERVAL = 60.0  # seconds between log lines for one device's failing parse
+UNPARSED_LOG_KEYS = 10_000  # bound on the memory that throttling takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +56,24 @@ class Outcome:
     reply: bytes | None = None  # published on `<topic>_reply`
     # Done when what the message wrote is stored; the reply and PUBACK wait for it.
     stored: asyncio.Future[None] | None = None
-    # The reply instead of `reply` if it could not be stored (a success reply would lie).
-    unstored_reply: bytes | None = None
+    # The reply instead of `reply` if it could not be stored (a success reply would lie):
+    # bytes, or how to make them, for replies that cost a script call to encode.
+    unstored_reply: bytes | Callable[[], Awaitable[bytes]] | None = None
     # Called once the reply has gone out (or at once, if there is none).
     then: Callable[[], None] | None = None
+    # (topic, payload) routed to subscribers instead of the PUBLISH as it came, and
+    # never retained: a custom topic's message (parsed, on its untagged topic).
+    delivery: tuple[str, bytes] | None = None
 
     def followed_by(self, then: Callable[[], None]) -> Outcome:
-        return Outcome(self.accepted, self.reply, self.stored, self.unstored_reply, then)
+        return replace(self, then=then)
+
+    async def not_stored_reply(self) -> bytes | None:
+        """The reply to send when what the message wrote could not be stored."""
+        unstored = self.unstored_reply
+        if unstored is None:
+            return self.reply  # a fault reply already: it claims nothing was stored
+        return unstored if isinstance(unstored, bytes) else await unstored()
 
 
 @dataclass(slots=True)
@@ -121,10 +140,13 @@ class Router:
         self.clock = clock
         self.max_payload = max_payload
         self.post_for = post_for
+        self._unparsed_logged: dict[tuple[str, str, int], float] = {}
 
     async def uplink(self, device: DeviceIdentity, topic: str, payload: bytes) -> Outcome:
         now_ms = self.clock.wall_ms()
         parsed = parse_device_topic(topic)
+        if parsed is not None and parsed.namespace == USER:
+            return await self._custom(device, now_ms, topic, payload)
         found = (
             device.dialect.classify_uplink(parsed.rest)
             if parsed and parsed.namespace == SYS
@@ -176,6 +198,7 @@ class Router:
         reply: bytes | None = None,
         *,
         method: str = "",
+        encode_unstored: Callable[[], Awaitable[bytes]] | None = None,
     ) -> Outcome:
         self._log(device, now_ms, topic, payload, result.code, result.message)
         for product_key, device_key, identifier, value, ts in result.latest:
@@ -184,10 +207,11 @@ class Router:
             )
         if reply is None:
             reply = self._reply(device, request_id, result, method)
-        unstored = None
+        unstored: bytes | Callable[[], Awaitable[bytes]] | None = None
         if result.ok:
-            why = fault(codes.SERVER_ERROR, "not stored: the registry cannot write; try again")
-            unstored = self._reply(device, request_id, why, method)
+            unstored = encode_unstored or self._reply(
+                device, request_id, fault(codes.SERVER_ERROR, NOT_STORED), method
+            )
         return Outcome(result.ok, reply, self.writer.committed(), unstored)
 
     @staticmethod
@@ -418,7 +442,83 @@ class Router:
             else:
                 result.message = f"{result.message}; and cannot encode the reply: {exc.message}"
             return self._answer(device, now_ms, topic, payload, request_id, result, method=method)
-        return self._answer(device, now_ms, topic, payload, request_id, result, encoded)
+
+        async def encode_unstored() -> bytes:
+            """Only when the store failed: the script's cost is not doubled on every post."""
+            why = fault(codes.SERVER_ERROR, NOT_STORED)
+            body = self._reply_object(device, request_id, why, method, scripted=scripted)
+            try:
+                return await self.payloads.encode(product, body)
+            except ScriptError:
+                # Its encoder cannot say this one: the device still learns that nothing
+                # was stored, as JSON in its dialect (as for any reply it cannot encode).
+                return self._reply(device, request_id, why, method)
+
+        return self._answer(
+            device,
+            now_ms,
+            topic,
+            payload,
+            request_id,
+            result,
+            encoded,
+            encode_unstored=encode_unstored,
+        )
+
+    # -- custom topics ---------------------------------------------------------------------
+
+    async def _custom(
+        self, device: DeviceIdentity, now_ms: int, topic: str, payload: bytes
+    ) -> Outcome:
+        """A custom topic `/{pk}/{dk}/user/...`: its bytes pass through as they are; with
+        the parsing tag, the product's transformPayload (or codec's transform) makes
+        them a JSON object on the untagged topic, or nothing is delivered and the log
+        has the code. Never answered (Alibaba sends no reply there), never retained."""
+        plain, tagged = untagged(topic)
+        if not tagged:
+            self._log(device, now_ms, topic, payload, None, "")
+            return Outcome(True, stored=self.writer.committed(), delivery=(topic, payload))
+        product = self.cache.products.get(device.product_key)
+        try:
+            if len(payload) > self.max_payload:
+                raise ScriptError(
+                    codes.PAYLOAD_FORMAT_ERROR,
+                    f"payload is {len(payload)} bytes; the limit is {self.max_payload}",
+                )
+            if product is None:
+                raise ScriptError(codes.DEVICE_NOT_FOUND, "no product")
+            parsed = await self.payloads.transform(product, plain, payload)
+            try:
+                body = orjson.dumps(parsed)
+            except orjson.JSONEncodeError as exc:  # a codec's object that is not JSON
+                raise ScriptError(SCRIPT_BAD_RESULT, f"not a JSON object: {exc}") from None
+            if len(body) > self.max_payload:
+                raise ScriptError(
+                    SCRIPT_BAD_RESULT,
+                    f"transformPayload made {len(body)} bytes; the limit is {self.max_payload}",
+                )
+        except ScriptError as exc:
+            # What came is recorded (nothing was delivered), with why.
+            kept = payload if len(payload) <= self.max_payload else b""
+            self._log(device, now_ms, topic, kept, exc.code, exc.message)
+            self._say_unparsed(device, plain, exc.code)
+            return Outcome(False, stored=self.writer.committed())
+        # What subscribers get is recorded, as other uplinks with their code.
+        self._log(device, now_ms, plain, body, codes.OK, "")
+        return Outcome(True, stored=self.writer.committed(), delivery=(plain, body))
+
+    def _say_unparsed(self, device: DeviceIdentity, topic: str, code: int) -> None:
+        """One log line (the device and the code, never the payload), at most once a
+        minute per device and code, so a device failing in a loop cannot flood it."""
+        key = (device.product_key, device.device_key, code)
+        now = self.clock.monotonic()
+        last = self._unparsed_logged.get(key)
+        if last is not None and now - last < UNPARSED_LOG_INTERVAL:
+            return
+        if len(self._unparsed_logged) >= UNPARSED_LOG_KEYS:
+            self._unparsed_logged.clear()
+        self._unparsed_logged[key] = now
+        log.info("%s: %s not parsed and not delivered: code %d", device, topic, code)
 
     def _reply_object(
         self,

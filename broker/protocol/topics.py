@@ -1,7 +1,8 @@
 """Topic grammar of the device namespaces (docs/protocol.md, sections 4 to 6).
 
-A device topic is `/sys/{pk}/{dk}/{rest}` or `/ext/session/{pk}/{dk}/{rest}`. The
-functions here split and classify topics; they never touch the network.
+A device topic is `/sys/{pk}/{dk}/{rest}`, `/ext/session/{pk}/{dk}/{rest}` or a custom
+topic `/{pk}/{dk}/user/{name...}` (Alibaba's, section 12). The functions here split and
+classify topics; they never touch the network.
 """
 
 from __future__ import annotations
@@ -11,30 +12,56 @@ from enum import Enum
 
 SYS = "sys"
 EXT = "ext"
+USER = "user"  # custom topics: /{pk}/{dk}/user/{name...}
 REPLY_SUFFIX = "_reply"
+# What a device appends to a custom topic it wants parsed by its product's
+# transformPayload (Alibaba's parsing tag): the topic level ends with it literally.
+PARSE_TAG = "?_sn=default"
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceTopic:
-    namespace: str  # "sys" or "ext"
+    namespace: str  # "sys", "ext" or "user"
     product_key: str
     device_key: str
-    rest: str  # what follows `{dk}/`, e.g. "thing/measurepoint/post"
+    # What follows `{dk}/`, e.g. "thing/measurepoint/post"; for custom topics it starts
+    # with "user/".
+    rest: str
 
 
 def parse_device_topic(topic: str) -> DeviceTopic | None:
-    """Split a device topic; None if the topic is outside the device namespaces."""
+    """Split a device topic; None if the topic is outside the device namespaces.
+
+    Custom topics are recognised by their shape alone: whether `{pk}` names a product
+    is the ACL's question (broker/gate/access.py)."""
     if topic.startswith("/sys/"):
         parts = topic[5:].split("/", 2)
         namespace = SYS
     elif topic.startswith("/ext/session/"):
         parts = topic[13:].split("/", 2)
         namespace = EXT
+    elif topic.startswith("/"):
+        parts = topic[1:].split("/", 2)
+        if len(parts) < 3 or not parts[2].startswith("user/"):
+            return None
+        namespace = USER
     else:
         return None
     if len(parts) < 3 or not parts[0] or not parts[1] or not parts[2]:
         return None
     return DeviceTopic(namespace, parts[0], parts[1], parts[2])
+
+
+def user_prefix(product_key: str, device_key: str) -> str:
+    """Where a device's custom topics live (Alink's `/${productKey}/${deviceName}/user/`)."""
+    return f"/{product_key}/{device_key}/user/"
+
+
+def untagged(topic: str) -> tuple[str, bool]:
+    """A custom topic without its parsing tag, and whether it carried one."""
+    if topic.endswith(PARSE_TAG):
+        return topic[: -len(PARSE_TAG)], True
+    return topic, False
 
 
 def sys_prefix(product_key: str, device_key: str) -> str:

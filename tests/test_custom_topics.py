@@ -1,0 +1,380 @@
+"""Custom topics (issue 17): a device's `/{pk}/{dk}/user/...`, its bytes parsed by the
+product's Alibaba-style `transformPayload` when it tags the topic `?_sn=default`, the
+ACL around that namespace, and the raw reply that says "not stored" going through the
+product's script, against a real `gatehouse serve` and real MQTT clients."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from simulators.device import DeviceCredentials, SimDevice
+from simulators.platform import with_mandatory
+from tests.conftest import THERMOSTAT_TSL, unique
+from tests.devices import ask, connect, eventually, ext_topic, new_device, signed_sub, topic
+from tests.mqtt_client import Client
+from tests.server import Api, Gatehouse
+from tests.test_custom_format import (
+    MODEL,
+    PLATFORM_JS,
+    REPORT_REPLY,
+    TIME_LIMIT_S,
+    post_raw,
+    reply_frame,
+    report,
+)
+from tests.test_durability import _fill, small_disk  # noqa: F401  # the full-disk fixture
+
+TAG = "?_sn=default"
+REFUSED = 0x80
+# The example's script and a transformPayload for its custom topics: `loop` never ends,
+# `shape` answers an array; anything else is a frame of temperature:int16 (0.1 C) and
+# humidity:uint8. It echoes the topic it was given, to show that the tag is not in it.
+TRANSFORM_JS = (
+    PLATFORM_JS
+    + """
+function transformPayload(topic, bytes) {
+    var name = topic.substring(topic.lastIndexOf('/') + 1);
+    if (name === 'loop') { while (true) {} }
+    if (name === 'shape') { return [1, 2, 3]; }
+    var view = unsigned(bytes);
+    return {topic: topic, temperature: view.getInt16(0) / 10, humidity: view.getUint8(2)};
+}
+"""
+)
+
+
+def make_th_product(api: Api, script: str | None = TRANSFORM_JS, **settings: Any) -> str:
+    """A Custom product on the th_frame example's model, with `script` uploaded if given."""
+    model = unique("thframe")
+    api("thing-models", "create", {"modelId": model, "tsl": MODEL}).ok()
+    body = {"productName": unique("th"), "modelId": model, "dataFormat": "Custom", **settings}
+    product_key: str = api("products", "create", with_mandatory(body)).data
+    if script is not None:
+        upload = {"scriptType": "JavaScript", "scriptContent": script}
+        api("product-scripts", "upload", upload, productKey=product_key).ok()
+    return product_key
+
+
+@pytest.fixture
+def th_product(api: Api) -> Callable[..., str]:
+    return lambda *args, **settings: make_th_product(api, *args, **settings)
+
+
+def frame(temperature: float, humidity: int) -> bytes:
+    return struct.pack(">hB", round(temperature * 10), humidity)
+
+
+def custom(device: dict[str, str], name: str) -> str:
+    return f"/{device['productKey']}/{device['deviceKey']}/user/{name}"
+
+
+def app_client(server: Gatehouse, key: str | None = None, secret: str | None = None) -> Client:
+    """An application's MQTT connection with an organisation's access key."""
+    client = Client(
+        server.mqtt_port, unique("app"), key or server.access_key, secret or server.access_secret
+    )
+    assert client.accepted
+    return client
+
+
+def log_entries(api: Api, device: dict[str, str], wanted_topic: str) -> list[dict[str, Any]]:
+    query = {"productKey": device["productKey"], "deviceKey": device["deviceKey"]}
+    entries: list[dict[str, Any]] = api("devices", "listMessages", **query).ok()
+    return [e for e in entries if e.get("topic") == wanted_topic]
+
+
+def quiet(*clients: Client) -> bool:
+    """Nothing more arrived: a round trip with each first, so that whatever the broker
+    sent before now has been read."""
+    for client in clients:
+        client.barrier()
+    return all(client.received.empty() for client in clients)
+
+
+# -- up: tagged bytes become the script's JSON for every subscriber ------------------------
+
+
+def test_tagged_bytes_reach_subscribers_as_the_scripts_json_on_the_untagged_topic(
+    gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
+) -> None:
+    device = new_device(api, th_product(TRANSFORM_JS))
+    update = custom(device, "update")
+    with app_client(gatehouse) as app, connect(gatehouse.mqtt_port, device) as client:
+        assert app.subscribe(f"/{device['productKey']}/+/user/#", 1) == 1
+        assert client.subscribe(update, 1) == 1  # the device on its own custom topic
+        client.publish(update + TAG, frame(-4.5, 61), qos=1)  # returns on the PUBACK
+        expected = {"topic": update, "temperature": -4.5, "humidity": 61}
+        for subscriber in (app, client):
+            seen = subscriber.next_received(update)
+            assert orjson.loads(seen.payload) == expected
+        # Nothing else: no reply to the device, nothing on the tagged topic.
+        assert quiet(app, client)
+    logged = eventually(lambda: log_entries(api, device, update))
+    assert logged[0]["code"] == 200 and orjson.loads(logged[0]["payload"]) == expected
+
+
+def test_untagged_bytes_pass_through_as_they_are_and_are_never_retained(
+    gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
+) -> None:
+    device = new_device(api, th_product(TRANSFORM_JS))
+    raw = custom(device, "raw")
+    with app_client(gatehouse) as app, connect(gatehouse.mqtt_port, device) as client:
+        assert app.subscribe(raw, 1) == 1
+        client.publish(raw, b"\x00\xff not json", qos=1, retain=True)
+        assert app.next_received(raw).payload == b"\x00\xff not json"
+        with app_client(gatehouse) as late:
+            assert late.subscribe(raw, 1) == 1
+            assert quiet(late)  # a device's custom topic keeps no retained message
+    logged = eventually(lambda: log_entries(api, device, raw))
+    assert logged[0]["payloadHex"] == b"\x00\xff not json".hex() and "code" not in logged[0]
+
+
+# -- faults: nothing delivered, the code in the message log and one broker log line --------
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "code"),
+    [
+        ("no transformPayload", "update", 26006),
+        ("wrong shape", "shape", 26007),
+        ("no script", "update", 26001),
+        ("codec without transform", "update", 26006),
+    ],
+)
+def test_a_parse_that_fails_delivers_nothing_and_logs_its_code(
+    gatehouse: Gatehouse,
+    api: Api,
+    th_product: Callable[..., str],
+    kind: str,
+    name: str,
+    code: int,
+) -> None:
+    product = {
+        "no transformPayload": lambda: th_product(PLATFORM_JS),
+        "wrong shape": lambda: th_product(TRANSFORM_JS),
+        "no script": lambda: th_product(None),
+        "codec without transform": lambda: th_product(None, codec="json"),  # json has none
+    }[kind]()
+    device = new_device(api, product)
+    wanted = custom(device, name)
+    payload = b"\x5a\xa5\x3c"
+    with app_client(gatehouse) as app, connect(gatehouse.mqtt_port, device) as client:
+        assert app.subscribe(f"/{product}/+/user/#", 1) == 1
+        client.publish(wanted + TAG, payload, qos=1)  # PUBACKed: the message log has it
+        assert quiet(app, client)
+    logged = eventually(lambda: log_entries(api, device, wanted + TAG))
+    assert logged[0]["code"] == code and logged[0]["detail"], logged
+    line = f"{product}/{device['deviceKey']}: {wanted} not parsed and not delivered: code {code}"
+    eventually(lambda: line in gatehouse.log())
+    assert payload.hex() not in gatehouse.log()
+
+
+def test_a_looping_transform_is_cut_off_and_other_devices_keep_being_served(
+    gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
+) -> None:
+    runaway = new_device(api, th_product(TRANSFORM_JS))
+    good = new_device(api, th_product(TRANSFORM_JS))  # another product: another lane
+    loop, update = custom(runaway, "loop"), custom(good, "update")
+    with (
+        app_client(gatehouse) as app,
+        connect(gatehouse.mqtt_port, runaway) as looping,
+        connect(gatehouse.mqtt_port, good) as well,
+    ):
+        assert app.subscribe_many([(f"/{runaway['productKey']}/#", 1), (update, 1)]) == [1, 1]
+        infos = [looping.paho.publish(loop + TAG, b"\x00", qos=1) for _ in range(5)]
+        time.sleep(TIME_LIMIT_S)  # the first of them is running now
+        started = time.monotonic()
+        well.publish(update + TAG, frame(20.5, 40), qos=1)
+        assert orjson.loads(app.next_received(update).payload)["temperature"] == 20.5
+        served_in = time.monotonic() - started
+        for info in infos:  # each is PUBACKed once cut off
+            info.wait_for_publish(5)
+        looped_for = time.monotonic() - started
+        assert served_in < looped_for / 2, (served_in, looped_for)
+        assert quiet(app)  # nothing of the runaway's was delivered
+    eventually(lambda: len(log_entries(api, runaway, loop + TAG)) == 5)
+    entries = log_entries(api, runaway, loop + TAG)
+    assert {e["code"] for e in entries} == {26002}
+    assert all("time limit" in e["detail"] for e in entries)
+
+
+def test_a_python_codec_may_offer_transform(open_gatehouse: Gatehouse) -> None:
+    api = open_gatehouse.client()
+    model = unique("model")
+    api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
+    body = {"productName": unique("hex"), "modelId": model, "dataFormat": "Custom"}
+    product = api("products", "create", with_mandatory({**body, "codec": "hex"})).data
+    device = new_device(api, product)
+    update = custom(device, "update")
+    with app_client(open_gatehouse) as app, connect(open_gatehouse.mqtt_port, device) as client:
+        assert app.subscribe(update, 1) == 1
+        client.publish(update + TAG, b"\x01\x02", qos=1)
+        assert orjson.loads(app.next_received(update).payload) == {"topic": update, "hex": "0102"}
+
+
+# -- the ACL: the device's own namespace ---------------------------------------------------
+
+
+def test_only_the_device_uses_its_custom_topics_and_apps_read_their_own_orgs(
+    gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
+) -> None:
+    product = th_product(TRANSFORM_JS)
+    device, other = new_device(api, product), new_device(api, product)
+    update = custom(device, "update")
+    tenant = api("organizations", "create", {"name": unique("tenant")}).ok()
+    with (
+        app_client(gatehouse) as app,
+        app_client(gatehouse, tenant["accessKey"], tenant["accessSecret"]) as spy,
+        connect(gatehouse.mqtt_port, device) as client,
+        connect(gatehouse.mqtt_port, other) as intruder,
+    ):
+        assert app.subscribe(update, 1) == 1
+        assert client.subscribe(custom(device, "#"), 1) == 1
+        # Another device of the same product may neither read nor write here.
+        for topic_filter in (custom(device, "#"), f"/{product}/+/user/#", update):
+            assert intruder.subscribe(topic_filter) == REFUSED
+        intruder.publish(update + TAG, frame(1.0, 1), qos=1)
+        intruder.publish(update, b"forged", qos=1)
+        # Another organisation's application: refused by name, and a wide filter
+        # gets it nothing of this organisation's devices.
+        assert spy.subscribe(f"/{product}/#") == REFUSED
+        assert spy.subscribe("/+/+/user/#") == 0
+        # An application reads but never writes.
+        app.publish(update, b"from the app", qos=1)
+        client.publish(update + TAG, frame(2.0, 2), qos=1)
+        assert orjson.loads(app.next_received(update).payload)["temperature"] == 2.0
+        assert orjson.loads(client.next_received(update).payload)["temperature"] == 2.0
+        assert quiet(app, client, spy)
+
+
+def test_a_gateway_parses_for_its_logged_in_sub_devices(
+    gatehouse: Gatehouse,
+    api: Api,
+    th_product: Callable[..., str],
+    make_product: Callable[..., str],
+) -> None:
+    gateway = new_device(api, make_product(deviceType="gateway"))
+    sub = new_device(api, th_product(TRANSFORM_JS, deviceType="subdevice"))
+    update = custom(sub, "update")
+    with app_client(gatehouse) as app, connect(gatehouse.mqtt_port, gateway) as client:
+        assert app.subscribe(update, 1) == 1
+        # Not logged in through it yet: refused.
+        assert client.subscribe(custom(sub, "#")) == REFUSED
+        topo = [signed_sub(sub)]
+        assert ask(client, topic(gateway, "thing/topo/add"), topo)["code"] == 200
+        assert ask(client, ext_topic(gateway, "combine/login"), signed_sub(sub))["code"] == 200
+        assert client.subscribe(custom(sub, "#"), 1) == 1
+        client.publish(update + TAG, frame(3.5, 30), qos=1)
+        assert orjson.loads(app.next_received(update).payload)["humidity"] == 30
+    assert eventually(lambda: log_entries(api, sub, update))[0]["code"] == 200
+
+
+@pytest.fixture(scope="module")
+def open_gatehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatehouse]:
+    """Anonymous clients allowed, and a codec with `transform`."""
+    server = Gatehouse(
+        tmp_path_factory.mktemp("custom") / "data",
+        extra_args=("--allow-anonymous", "--codec", "hex=tests.custom_topic_codec:HexCodec"),
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_anonymous_clients_never_see_or_write_a_devices_custom_topics(
+    open_gatehouse: Gatehouse,
+) -> None:
+    api = open_gatehouse.client()
+    model = unique("model")
+    api("thing-models", "create", {"modelId": model, "tsl": THERMOSTAT_TSL}).ok()
+    body = {"productName": unique("plain"), "modelId": model}
+    product = api("products", "create", with_mandatory(body)).data
+    device = new_device(api, product)
+    update = custom(device, "update")
+    with (
+        Client(open_gatehouse.mqtt_port, unique("anon")) as snoop,
+        Client(open_gatehouse.mqtt_port, unique("anon")) as forger,
+        app_client(open_gatehouse) as app,
+        connect(open_gatehouse.mqtt_port, device) as client,
+    ):
+        assert snoop.accepted and forger.accepted
+        # Only a product's custom namespace: refused; wide filters: granted, filtered.
+        assert snoop.subscribe(f"/{product}/+/user/#") == REFUSED
+        assert snoop.subscribe(f"/{product}/{device['deviceKey']}/user/update") == REFUSED
+        assert snoop.subscribe_many([("/+/+/user/#", 0), ("#", 0)]) == [0, 0]
+        assert client.subscribe(update, 1) == 1
+        assert app.subscribe(update, 1) == 1
+        forger.publish(update, b"forged", qos=1)
+        forger.publish(f"/{product}/not-yet-a-device/user/x", b"squat", qos=1, retain=True)
+        client.publish(update, b"device bytes", qos=1)
+        assert app.next_received(update).payload == b"device bytes"
+        assert client.next_received(update).payload == b"device bytes"
+        assert quiet(snoop, client, app)
+        # Outside a product's namespace the same shape is an ordinary topic.
+        forger.publish("/no-such-product/x/user/y", b"ordinary", qos=1)
+        assert snoop.next_received("/no-such-product/x/user/y").payload == b"ordinary"
+
+
+# -- the simulator ---------------------------------------------------------------------------
+
+
+async def test_the_simulator_publishes_on_custom_topics(
+    gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
+) -> None:
+    device = new_device(api, th_product(TRANSFORM_JS))
+    update = custom(device, "update")
+    with app_client(gatehouse) as app:
+        assert app.subscribe(custom(device, "#"), 1) == 1
+        sim = SimDevice(
+            DeviceCredentials(device["productKey"], device["deviceKey"], device["deviceSecret"]),
+            port=gatehouse.mqtt_port,
+        )
+        await sim.connect()
+        try:
+            assert sim.publish_custom("update", frame(12.5, 70)) == update
+            assert sim.publish_custom("raw", b"as is", parse=False) == custom(device, "raw")
+            # Read off the loop's thread: the simulator's client runs on this loop.
+            parsed = await asyncio.to_thread(app.next_received, update)
+            raw = await asyncio.to_thread(app.next_received, custom(device, "raw"))
+        finally:
+            await sim.close()
+        expected = {"topic": update, "temperature": 12.5, "humidity": 70}
+        assert orjson.loads(parsed.payload) == expected
+        assert raw.payload == b"as is"
+
+
+# -- the raw reply that says "not stored" goes through the script ---------------------------
+
+
+def test_a_raw_posts_not_stored_reply_is_encoded_by_the_script(
+    new_gatehouse: Callable[..., Gatehouse],
+    small_disk: Path,  # noqa: F811
+) -> None:
+    server = new_gatehouse(small_disk / "data")
+    api = server.client()
+    device = new_device(api, make_th_product(api, PLATFORM_JS))
+    with connect(server.mqtt_port, device) as client:
+        assert reply_frame(post_raw(client, device, report(1, 20.0, 50))) == (REPORT_REPLY, 1, 200)
+        filler = _fill(small_disk)
+        try:
+            # A post that made it into a page the disk still had is stored (200); the
+            # first that is not gets the script's frame with 500, not JSON.
+            codes = []
+            for n in range(2, 17):
+                command, request_id, code = reply_frame(
+                    post_raw(client, device, report(n, 20.0, 50))
+                )
+                assert (command, request_id) == (REPORT_REPLY, n)
+                codes.append(code)
+                if code != 200:
+                    break
+            assert codes[-1] == 500, codes
+        finally:
+            filler.unlink()
