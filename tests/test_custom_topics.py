@@ -6,7 +6,9 @@ product's script, against a real `gatehouse serve` and real MQTT clients."""
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
+from broker.gate.access import may_publish, may_receive, may_subscribe
+from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from simulators.device import DeviceCredentials, SimDevice
 from simulators.platform import with_mandatory
 from tests.conftest import THERMOSTAT_TSL, unique
@@ -31,6 +35,7 @@ from tests.test_custom_format import (
     report,
 )
 from tests.test_durability import _fill, small_disk  # noqa: F401  # the full-disk fixture
+from tests.test_linkkit import linkkit_python  # noqa: F401  # the session's linkkit venv
 
 TAG = "?_sn=default"
 REFUSED = 0x80
@@ -222,6 +227,48 @@ def test_a_python_codec_may_offer_transform(open_gatehouse: Gatehouse) -> None:
 
 # -- the ACL: the device's own namespace ---------------------------------------------------
 
+OWNERS = {"pkA": "org1", "pkB": "org2"}
+DEVICE = DeviceIdentity("pkA", "dkA", "org1")
+APP = AppIdentity("org1", "dashboard")
+ANONYMOUS = AnonymousIdentity("someone")
+
+
+@pytest.mark.parametrize(
+    ("identity", "action", "topic_or_filter", "allowed"),
+    [
+        (DEVICE, "publish", "/pkA/dkA/user/update?_sn=default", True),
+        (DEVICE, "subscribe", "/pkA/dkA/user/#", True),
+        (DEVICE, "subscribe", "/pkA/+/user/#", False),
+        (DEVICE, "publish", "/pkA/dkB/user/update", False),
+        (APP, "publish", "/pkA/dkA/user/update", False),
+        (APP, "subscribe", "/+/+/user/#", True),
+        (APP, "subscribe", "/pkA/+/user/#", True),
+        (APP, "subscribe", "/pkB/#", False),
+        (APP, "subscribe", "/nosuch/#", False),
+        (APP, "receive", "/pkA/dkA/user/update", True),
+        (APP, "receive", "/pkB/dkB/user/update", False),
+        (APP, "receive", "/nosuch/d/user/x", False),
+        (ANONYMOUS, "publish", "/pkA/dkA/user/update", False),
+        (ANONYMOUS, "publish", "/pkA/not-yet-a-device/user/x", False),
+        (ANONYMOUS, "publish", "/nosuch/d/user/x", True),
+        (ANONYMOUS, "subscribe", "/+/+/user/#", True),  # filtered on each delivery
+        (ANONYMOUS, "subscribe", "/pkA/#", True),
+        (ANONYMOUS, "subscribe", "/pkA/+/user/#", False),
+        (ANONYMOUS, "receive", "/pkA/dkA/user/update", False),
+        (ANONYMOUS, "receive", "/nosuch/d/user/x", True),
+    ],
+)
+def test_the_acl_of_custom_topics(
+    identity: Identity, action: str, topic_or_filter: str, allowed: bool
+) -> None:
+    owner = OWNERS.get
+    decision = {
+        "publish": lambda: may_publish(identity, topic_or_filter, owner=owner),
+        "subscribe": lambda: may_subscribe(identity, topic_or_filter, owner),
+        "receive": lambda: may_receive(identity, topic_or_filter, owner),
+    }[action]()
+    assert decision is allowed
+
 
 def test_only_the_device_uses_its_custom_topics_and_apps_read_their_own_orgs(
     gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
@@ -322,7 +369,42 @@ def test_anonymous_clients_never_see_or_write_a_devices_custom_topics(
         assert snoop.next_received("/no-such-product/x/user/y").payload == b"ordinary"
 
 
-# -- the simulator ---------------------------------------------------------------------------
+# -- Alibaba's SDK and the simulator --------------------------------------------------------
+
+LINKKIT_CUSTOM_DRIVER = Path(__file__).parent / "linkkit" / "custom_driver.py"
+
+
+def test_linkkit_publishes_on_a_tagged_custom_topic_and_reads_the_json(
+    request: pytest.FixtureRequest,
+    gatehouse: Gatehouse,
+    api: Api,
+    th_product: Callable[..., str],
+) -> None:
+    venv_python: Path = request.getfixturevalue("linkkit_python")
+    device = new_device(api, th_product(TRANSFORM_JS))
+    update = custom(device, "update")
+    run = subprocess.run(
+        [
+            str(venv_python),
+            str(LINKKIT_CUSTOM_DRIVER),
+            "127.0.0.1",
+            str(gatehouse.mqtt_port),
+            device["productKey"],
+            device["deviceKey"],
+            device["deviceSecret"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    seen = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert seen and seen[-1]["event"] == "done", run.stderr[-2000:]
+    assert [e["granted"] for e in seen if e["event"] == "subscribed"] == [[1]]
+    messages = [e for e in seen if e["event"] == "message"]
+    assert [m["topic"] for m in messages] == [update]
+    expected = {"topic": update, "temperature": 18.5, "humidity": 48}
+    assert json.loads(messages[0]["payload"]) == expected
+    assert eventually(lambda: log_entries(api, device, update))[0]["code"] == 200
 
 
 async def test_the_simulator_publishes_on_custom_topics(
