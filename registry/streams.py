@@ -20,7 +20,7 @@ from registry import ids
 from registry.errors import InvalidArgument
 
 # The kinds of data an application can ask for.
-KINDS = ("measurepoints", "events", "online", "offline", "commands")
+KINDS = ("measurepoints", "events", "online", "offline", "commands", "custom")
 PARTITIONS = 2  # consumers of one group that share the work (EnOS supports two)
 MAX_NAME = 64
 MAX_PRODUCTS = 100

@@ -460,3 +460,49 @@ def test_a_raw_posts_not_stored_reply_is_encoded_by_the_script(
             assert codes[-1] == 500, codes
         finally:
             filler.unlink()
+
+
+# -- applications' streams: the `custom` kind ---------------------------------------------
+
+
+def test_custom_topic_messages_reach_webhooks_as_the_custom_kind(
+    gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
+) -> None:
+    """A webhook asking for `custom` gets each stored custom-topic message: the script's
+    JSON for a tagged one, the bytes in base64 for an untagged one; a parse that failed
+    reaches no stream (it is live-only `refused`)."""
+    from tests.test_webhooks import Receiver
+
+    receiver = Receiver()
+    try:
+        product_key = th_product(TRANSFORM_JS)
+        device = new_device(api, product_key)
+        body = {"url": receiver.url, "productKeys": [product_key], "kinds": ["custom"]}
+        api("webhooks", "create", body).ok()
+        with connect(gatehouse.mqtt_port, device) as client:
+            client.publish(custom(device, "update") + TAG, frame(21.5, 40), qos=1)
+            client.publish(custom(device, "shape") + TAG, b"\x01", qos=1)  # 26007: none
+            client.publish(custom(device, "raw"), b"\x00\xff", qos=1)
+        messages: list[dict[str, Any]] = []
+        while len(messages) < 2:
+            messages += receiver.next()[1]["messages"]
+    finally:
+        receiver.server.shutdown()
+    parsed, raw = messages
+    assert parsed["kind"] == raw["kind"] == "custom"
+    assert parsed["deviceKey"] == device["deviceKey"]
+    assert parsed["topic"] == custom(device, "update")  # untagged, as subscribers see it
+    assert parsed["value"] == {
+        "topic": custom(device, "update"),
+        "temperature": 21.5,
+        "humidity": 40,
+    }
+    assert (raw["topic"], raw["payloadBase64"]) == (custom(device, "raw"), "AP8=")
+    assert receiver.posts.empty()
+
+
+def test_custom_is_a_kind_a_subscription_can_ask_for(api: Api) -> None:
+    made = api("subscriptions", "create", {"kinds": ["custom"]}).data
+    assert api("subscriptions", "get", subId=made["subId"]).data["kinds"] == ["custom"]
+    refused = api("subscriptions", "create", {"kinds": ["customs"]})
+    assert refused.status == 400 and "custom" in refused.msg
