@@ -51,6 +51,7 @@ class ServeConfig:
     on_refused_publish: str = "drop"
     message_log_size: int = 100_000
     codecs: tuple[tuple[str, str], ...] = ()  # (NAME, module:attribute)
+    codec_workers: int = 2  # processes the codecs run in; broker.gate.codec_workers
     max_queued_messages: int = 1000
     max_inflight: int = 100
     connect_timeout: float = 10.0
@@ -284,6 +285,13 @@ SETTINGS: tuple[Setting, ...] = (
         "NAME=MODULE:ATTR",
         repeatable=True,
         flag_name="codec",
+    ),
+    Setting(
+        "codec_workers",
+        _integer(1),
+        "worker processes that run the --codec codecs (time and memory limits per call);"
+        " one product's calls use at most all but one",
+        "N",
     ),
     Setting(
         "max_queued_messages",

@@ -141,9 +141,8 @@ async def serve(config: ServeConfig) -> None:
             log.info("%s (%s)", report.summary(), config.provision_file)
         tls = TlsFiles(server_cert, server_key, ca_file)
         links = LateLinks()  # the running broker's, bound to it below
-        gate = assemble_gate(
-            registry, gate_config(config), load_codecs(dict(config.codecs)), links, SYSTEM_CLOCK
-        )
+        codecs = load_codecs(dict(config.codecs), config.codec_workers)  # their workers start
+        gate = assemble_gate(registry, gate_config(config), codecs, links, SYSTEM_CLOCK)
         await gate.start()
         apps = Applications(SqlStreamStore(store), gate, applications_config(config))
         await apps.start()

@@ -8,7 +8,9 @@ packages register under the `gatehouse.codecs` entry-point group, and `gatehouse
 --codec NAME=module:attr`. A class is instantiated once; a module or instance is used as
 it is. A codec may also offer `transform(topic: str, raw: bytes) -> dict`, Alibaba's
 `transformPayload` for custom topics (`/{pk}/{dk}/user/...?_sn=default`); one without
-it answers those with 26006.
+it answers those with 26006. The built-in ones run in the broker's process; every
+other codec runs in worker processes (`broker.gate.codec_workers`), which load it by its
+`module:attr` target.
 
 `PayloadCodecs` is what the router and the command service use: a product's uploaded
 JavaScript (Alibaba's contract, run by `broker.gate.payload_scripts`) if it has one, else the
@@ -19,23 +21,24 @@ no call runs on the event loop for longer than the scripts' time limit.
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
 import importlib.metadata
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 
+from broker.codec_process import Codec as Codec  # the contract, for codecs' authors
+from broker.codec_process import CodecError as CodecError
+from broker.gate.codec_workers import DEFAULT_WORKERS, CodecFault, CodecWorkers
 from broker.gate.credentials import ProductCredential
-from broker.gate.payload_scripts import DaemonThread, ScriptRunner
+from broker.gate.payload_scripts import ScriptRunner
 from broker.protocol import codes
 from broker.protocol.scripts import (
     MAX_OUTPUT,
+    SCRIPT_BAD_RESULT,
     SCRIPT_EMPTY,
     SCRIPT_FAILED,
     SCRIPT_NO_FUNCTION,
-    TIME_LIMIT_S,
     ScriptError,
     as_object,
 )
@@ -43,13 +46,6 @@ from registry import Registry
 from registry.scripts import ProductScript
 
 ENTRY_POINT_GROUP = "gatehouse.codecs"
-
-
-@runtime_checkable
-class Codec(Protocol):
-    def decode(self, raw: bytes) -> dict[str, Any]: ...
-
-    def encode(self, reply: dict[str, Any]) -> bytes: ...
 
 
 class JsonCodec:
@@ -68,33 +64,41 @@ class JsonCodec:
 BUILT_IN: dict[str, Codec] = {"json": JsonCodec()}
 
 
-class CodecError(ValueError):
-    pass
+class Codecs(dict[str, Codec]):
+    """What serve loaded: the codecs that run in the broker's process (the built-in ones),
+    by name, and `workers`, the processes that run the others (their names in
+    `workers.names`)."""
+
+    def __init__(self, inline: Mapping[str, Codec], workers: CodecWorkers | None = None) -> None:
+        super().__init__(inline)
+        self.workers = workers
 
 
-def _load(target: str) -> Codec:
-    module_name, colon, attr = target.partition(":")
-    if not colon or not module_name or not attr:
-        raise CodecError(f"{target!r} is not module:attribute")
-    try:
-        found: Any = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise CodecError(f"cannot load codec {target!r}: {exc}") from None
-    if isinstance(found, type):
-        found = found()
-    if not isinstance(found, Codec):
-        raise CodecError(f"{target!r} has no decode(raw) and encode(reply)")
-    return found
-
-
-def load_codecs(configured: Mapping[str, str]) -> dict[str, Codec]:
-    """Built-ins, then entry points, then configuration (later names win)."""
-    codecs: dict[str, Codec] = dict(BUILT_IN)
+def codec_targets(configured: Mapping[str, str]) -> dict[str, str]:
+    """The codecs to run in workers, name -> module:attr: entry points, then
+    configuration (later names win)."""
+    targets: dict[str, str] = {}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        codecs[entry.name] = _load(entry.value)
+        targets[entry.name] = entry.value
     for name, target in configured.items():
-        codecs[name] = _load(target)
-    return codecs
+        targets[name] = target
+    for target in targets.values():
+        module_name, colon, attr = target.partition(":")
+        if not colon or not module_name or not attr:
+            raise CodecError(f"{target!r} is not module:attribute")
+    return targets
+
+
+def load_codecs(configured: Mapping[str, str], workers: int = DEFAULT_WORKERS) -> Codecs:
+    """Built-ins in the broker's process; the entry points' and the configured ones in
+    worker processes, started now: CodecError if a worker cannot load one."""
+    targets = codec_targets(configured)
+    inline = {name: codec for name, codec in BUILT_IN.items() if name not in targets}
+    if not targets:
+        return Codecs(inline)
+    pool = CodecWorkers(targets, workers)
+    pool.start()
+    return Codecs(inline, pool)
 
 
 def parse_codec_option(text: str) -> tuple[str, str]:
@@ -116,15 +120,15 @@ class PayloadCodecs:
     ) -> None:
         self.registry = registry
         self.codecs = codecs
+        # The operator's codecs are someone's code: they run in worker processes, so a
+        # slow, looping or greedy one costs Custom devices a reply code, never the broker.
+        self.workers = codecs.workers if isinstance(codecs, Codecs) else None
         self.runner = runner or ScriptRunner()
         self._scripts: dict[str, ProductScript] = {}
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._changed_while_loading: set[str] = set()
         registry.script_listeners.append(self._script_changed)
-        # Python codecs other than the built-in ones are someone's code: they run on a
-        # thread of their own, so a slow one delays Custom devices, never the broker.
-        self._python = DaemonThread("gatehouse-codec")
 
     def _script_changed(self, product_key: str, script: ProductScript | None) -> None:
         self._changed_while_loading.add(product_key)
@@ -161,15 +165,12 @@ class PayloadCodecs:
             return await self.runner.run(
                 script.productKey, script.version, script.scriptContent, lambda s: s.decode(raw)
             )
-        name, codec = self._codec(product)
+        name = self._codec_name(product)
         try:
-            decoded = await self._call_codec(codec, codec.decode, raw)
-        except ScriptError:
-            raise
-        except Exception as exc:  # a codec is user code: any failure is a reply
-            raise ScriptError(
-                codes.PAYLOAD_FORMAT_ERROR, f"codec {name!r} cannot decode: {exc}"
-            ) from None
+            decoded = await self._call(product, name, "decode", raw=raw)
+        except CodecFault as exc:  # a codec is user code: any failure is a reply
+            what = "decoded to" if exc.kind == "returned" else "cannot decode:"
+            raise ScriptError(codes.PAYLOAD_FORMAT_ERROR, f"codec {name!r} {what} {exc}") from None
         if not isinstance(decoded, dict):
             raise ScriptError(
                 codes.PAYLOAD_FORMAT_ERROR, f"codec {name!r} decoded to {type(decoded).__name__}"
@@ -185,13 +186,15 @@ class PayloadCodecs:
                 script.scriptContent,
                 lambda s: s.encode(message),
             )
-        name, codec = self._codec(product)
+        name = self._codec_name(product)
         try:
-            encoded = await self._call_codec(codec, codec.encode, message)
-        except ScriptError:
-            raise
-        except Exception as exc:
-            raise ScriptError(codes.SERVER_ERROR, f"codec {name!r} cannot encode: {exc}") from None
+            encoded = await self._call(product, name, "encode", message)
+        except CodecFault as exc:
+            if exc.kind != "returned":
+                raise ScriptError(
+                    codes.SERVER_ERROR, f"codec {name!r} cannot encode: {exc}"
+                ) from None
+            encoded = None  # not bytes, or too many of them: answered below
         if not isinstance(encoded, bytes | bytearray) or len(encoded) > MAX_OUTPUT:
             raise ScriptError(
                 codes.SERVER_ERROR, f"codec {name!r} must encode to at most {MAX_OUTPUT} bytes"
@@ -211,15 +214,18 @@ class PayloadCodecs:
             )
         if product.product.settings.dataFormat != "Custom" or not product.product.settings.codec:
             raise ScriptError(SCRIPT_EMPTY, "the product has no script to parse custom topics")
-        name, codec = self._codec(product)
-        method = getattr(codec, "transform", None)
-        if not callable(method):
-            raise ScriptError(SCRIPT_NO_FUNCTION, f"codec {name!r} has no transform(topic, raw)")
+        name = self._codec_name(product)
         try:
-            out = await self._call_codec(codec, functools.partial(method, topic), raw)
-        except ScriptError:
-            raise
-        except Exception as exc:
+            out = await self._call(product, name, "transform", topic, raw=raw)
+        except CodecFault as exc:
+            if exc.kind == "missing":
+                raise ScriptError(
+                    SCRIPT_NO_FUNCTION, f"codec {name!r} has no transform(topic, raw)"
+                ) from None
+            if exc.kind == "returned":
+                raise ScriptError(
+                    SCRIPT_BAD_RESULT, f"codec {name!r} transform returned {exc}"
+                ) from None
             raise ScriptError(SCRIPT_FAILED, f"codec {name!r} cannot transform: {exc}") from None
         return as_object(out, f"codec {name!r} transform")
 
@@ -227,24 +233,39 @@ class PayloadCodecs:
         await self._ensure_loaded()
         return self._scripts.get(product.product.productKey)
 
-    def _codec(self, product: ProductCredential) -> tuple[str, Codec]:
+    def _codec_name(self, product: ProductCredential) -> str:
         name = product.product.settings.codec
-        codec = self.codecs.get(name) if name is not None else None
-        if name is None or codec is None:
+        if name is None or not (name in self.codecs or self._in_workers(name)):
             raise ScriptError(codes.SERVER_ERROR, f"codec {name!r} is not loaded")
-        return name, codec
+        return name
 
-    async def _call_codec(self, codec: Codec, method: Any, arg: Any) -> Any:
-        if any(codec is built_in for built_in in BUILT_IN.values()):
-            return method(arg)  # ours, and cheap: no thread hop
-        future = self._python.submit(method, arg)
+    def _in_workers(self, name: str) -> bool:
+        return self.workers is not None and name in self.workers.names
+
+    async def _call(
+        self,
+        product: ProductCredential,
+        name: str,
+        method: str,
+        *args: Any,
+        raw: bytes | None = None,
+    ) -> Any:
+        """`method(*args[, raw])` of the named codec: on a worker for the operator's,
+        inline for ours. CodecFault for the codec's own failure; ScriptError for a limit."""
+        workers = self.workers
+        if workers is not None and name in workers.names:
+            key = product.product.productKey  # one product's calls keep to their lane
+            return await workers.call(key, name, method, *args, raw=raw)
+        function = getattr(self.codecs[name], method, None)
+        if not callable(function):
+            raise CodecFault("missing", f"codec {name!r} has no {method}")
         try:
-            return await asyncio.wait_for(future, TIME_LIMIT_S)
-        except TimeoutError:
-            raise ScriptError(
-                SCRIPT_FAILED, f"codec ran past its time limit of {TIME_LIMIT_S * 1000:g} ms"
-            ) from None
+            # Ours, and cheap: no hop.
+            return function(*args, raw) if raw is not None else function(*args)
+        except Exception as exc:
+            raise CodecFault("raised", str(exc)) from None
 
     def close(self) -> None:
         self.runner.close()
-        self._python.close()
+        if self.workers is not None:
+            self.workers.close()
