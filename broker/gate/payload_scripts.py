@@ -37,8 +37,8 @@ MAX_LOADED = 512  # compiled scripts a worker keeps (about 60 KiB each, idle)
 
 class DaemonThread:
     """One daemon thread that runs calls in turn, answering each on the caller's event
-    loop. A daemon, unlike an executor's worker, so a call that never ends (a Python
-    codec; a script cannot) does not keep the process from exiting."""
+    loop. A daemon, unlike an executor's worker, so that a worker busy when serve ends
+    (the engine's time limit bounds each call) does not hold up the process's exit."""
 
     def __init__(self, name: str) -> None:
         self.name = name
