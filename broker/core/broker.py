@@ -27,7 +27,7 @@ from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError
 from amqtt.events import BrokerEvents
-from amqtt.mqtt.constants import QOS_0, QOS_1
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import (
     BrokerProtocolHandler,
@@ -361,6 +361,8 @@ class GatehouseBroker(Broker):
                 )
             if handler.acker is not None:
                 handler.acker.cancel()
+            for message, _verdict in handler.unacked:
+                handler.release(message)  # never answered: a QoS 2 resend is taken as new
         if not disconnect_waiter.done():  # the consumer ended the connection (protocol error)
             handler.abort()
         await self._handle_disconnect(client_session, handler, disconnect_waiter)
@@ -369,11 +371,15 @@ class GatehouseBroker(Broker):
         inbound = session.delivered_message_queue
         while True:
             message = await inbound.get()
+            handled = False
             try:
-                if not await self._handle_publish(session, handler, message):
-                    return
+                handled = await self._handle_publish(session, handler, message)
             finally:
                 inbound.task_done()
+                if not handled:  # refused, or cut off before it was answered
+                    handler.release(message)
+            if not handled:
+                return
 
     async def _on_subscribe(
         self, session: Session, handler: GatehouseHandler, request: Subscription
@@ -474,7 +480,10 @@ class GatehouseBroker(Broker):
             except Exception:
                 log.exception("%s: answering its PUBLISH failed", session.client_id)
         if failure is not None:
-            return  # not stored: no PUBACK, so the client still holds it and can resend
+            # Not stored: no PUBACK or PUBREC, so the client still holds it and can resend
+            # (a QoS 2 packet id is released, so that the resend is taken as new).
+            handler.release(message)
+            return
         if verdict.route and self._within_payload_limit(session, message.topic, message.data):
             await self.plugins_manager.fire_event(
                 BrokerEvents.MESSAGE_BROADCAST, client_id=session.client_id, message=message
@@ -487,6 +496,12 @@ class GatehouseBroker(Broker):
                 await self.retain_message(session, message.topic, message.data, message.qos)
         if message.qos == QOS_1 and isinstance(message, IncomingApplicationMessage):
             await handler.acknowledge(message)
+        elif message.qos == QOS_2:
+            # The PUBREC goes to the session's connection now (a reconnect may have
+            # replaced the one that read the PUBLISH).
+            entry = self._sessions.get(session.client_id or "")
+            current = entry[1] if entry is not None and entry[0] is session else None
+            await handler.acknowledge_qos2(message, current)
 
     async def _handle_disconnect(
         self,

@@ -7,6 +7,16 @@ each later reply the client read was one packet late; and a PUBREL for a flow be
 on the previous connection got no PUBCOMP. And a PUBLISH "sent" on a connection that
 was already going was marked sent, so it came back with DUP 1 though it never left
 (MQTT-3.3.1-1). The mixin below is the base of `GatehouseHandler`.
+
+Incoming QoS 2 (4.3.3, the receiver's "method B"): amqtt sent PUBREC on receipt and
+handed the message on only at PUBREL, so a publisher was told "received" before
+anything was stored, and a device's reply waited for its PUBREL. Here a PUBLISH with
+a new packet id goes to the broker at once, like QoS 1, and is kept in
+`session.inflight_in` until PUBREL; the broker answers and stores it, and once the
+write commits (`acknowledge_qos2`) the PUBREC goes out, in order with QoS 1 PUBACKs.
+Not stored (`release`): no PUBREC, and the id is free again, so the client's resend
+is taken as new. A PUBLISH whose id is still in flight is the same message again and
+is not handled twice: it gets PUBREC again once one is decided.
 """
 
 from __future__ import annotations
@@ -14,16 +24,35 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from amqtt.errors import AMQTTError
+from amqtt.mqtt.constants import QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.packet import MQTTPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.pubrec import PubrecPacket
 from amqtt.mqtt.pubrel import PubrelPacket
-from amqtt.session import OUTGOING, IncomingApplicationMessage, OutgoingApplicationMessage
+from amqtt.session import ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage
 
 
 class NotSent(ConnectionError):
     """A PUBLISH was not written: the connection is ending. It stays unsent (DUP 0)."""
+
+
+class ReceivedQoS2(IncomingApplicationMessage):
+    """An incoming QoS 2 message, kept in `session.inflight_in` from PUBLISH to PUBREL.
+
+    `asker` is the connection that sent its PUBLISH last: the one its PUBREC is owed to.
+    """
+
+    __slots__ = ("asker",)
+
+    def __init__(
+        self, packet_id: int, topic: str, data: bytes, retain: bool, asker: ResumableFlows
+    ) -> None:
+        super().__init__(packet_id, topic, QOS_2, data, retain)
+        self.asker = asker
 
 
 class ResumableFlows(BrokerProtocolHandler):
@@ -73,12 +102,87 @@ class ResumableFlows(BrokerProtocolHandler):
     async def _handle_qos2_message_flow(
         self, app_message: OutgoingApplicationMessage | IncomingApplicationMessage
     ) -> None:
-        if app_message.direction != OUTGOING or not isinstance(
-            app_message, OutgoingApplicationMessage
-        ):
-            await super()._handle_qos2_message_flow(app_message)
-            return
+        if not isinstance(app_message, OutgoingApplicationMessage):
+            raise AMQTTError("an incoming QoS 2 PUBLISH is taken by `receive_qos2`")
         await self._deliver_qos2(app_message)
+
+    # -- incoming QoS 2 ------------------------------------------------------------------
+
+    async def repeated_qos2(self, packet: PublishPacket) -> bool:
+        """Whether a QoS 2 PUBLISH is one whose flow is open: then it is not handled
+        again [MQTT-4.3.3-2]. Its PUBREC goes out again if it was decided; if the
+        message is still being stored, it goes to this connection when the store
+        answers (it is the one asking now)."""
+        session, packet_id = self.session, packet.packet_id
+        known = None if session is None else session.inflight_in.get(packet_id or 0)
+        if not isinstance(known, ReceivedQoS2):
+            return False
+        known.asker = self
+        if known.pubrec_packet is not None:
+            await self.write_ack(known.pubrec_packet)
+        return True
+
+    def qos2_full(self) -> bool:
+        """Whether this session has as many QoS 2 flows open as it may: the bound of its
+        inbound queue (`CoreLimits.max_inbound`)."""
+        session = self.session
+        if session is None:
+            return False
+        bound = int(session.delivered_message_queue.maxsize)
+        return 0 < bound <= len(session.inflight_in)
+
+    def receive_qos2(self, packet: PublishPacket) -> None:
+        """Open the flow of a new QoS 2 PUBLISH and hand the message to the broker now;
+        the caller has checked that there is room (`qos2_full`, the queue)."""
+        if self.session is None or packet.packet_id is None:
+            return
+        topic, data = packet.topic_name or "", bytes(packet.data or b"")
+        message = ReceivedQoS2(packet.packet_id, topic, data, packet.retain_flag, self)
+        message.publish_packet = packet
+        self.session.inflight_in[packet.packet_id] = message
+        self.session.delivered_message_queue.put_nowait(message)
+
+    async def acknowledge_qos2(
+        self, message: ApplicationMessage, connection: BrokerProtocolHandler | None
+    ) -> None:
+        """The broker is done with a QoS 2 message (stored, or nothing to store): PUBREC.
+
+        It goes to `connection`, the session's connection now, if that is the one that
+        sent the PUBLISH last and it is not ending: a reconnect may have replaced the
+        connection that read it, and a new connection gets its PUBREC when it sends the
+        PUBLISH again, never unasked. The id's record keeps no payload until PUBREL.
+        """
+        session = self.session
+        if not isinstance(message, ReceivedQoS2) or session is None or message.packet_id is None:
+            return
+        if session.inflight_in.get(message.packet_id) is not message:
+            return  # released meanwhile (a PUBREL before its PUBREC)
+        asker, pubrec = message.asker, PubrecPacket.build(message.packet_id)
+        receipt = ReceivedQoS2(message.packet_id, message.topic, b"", False, asker)
+        receipt.pubrec_packet = message.pubrec_packet = pubrec
+        session.inflight_in[message.packet_id] = receipt
+        asked_here = connection is asker  # (in the `if`, mypy would narrow `asker`'s type)
+        if asked_here and not asker.is_leaving:
+            await asker.write_ack(pubrec)
+
+    def release(self, message: ApplicationMessage) -> None:
+        """A QoS 2 message that was not stored: no PUBREC, and its packet id is free, so
+        that the client's resend is taken as new."""
+        session = self.session
+        if (
+            isinstance(message, ReceivedQoS2)
+            and session is not None
+            and session.inflight_in.get(message.packet_id or 0) is message
+        ):
+            del session.inflight_in[message.packet_id or 0]
+
+    async def write_ack(self, packet: MQTTPacket[Any, Any, Any]) -> bool:
+        """Send an acknowledgement; whether it was written (a gone client gets none)."""
+        try:
+            await self._send_packet(packet)
+        except Exception:
+            return False
+        return True
 
     async def _deliver_qos2(self, message: OutgoingApplicationMessage) -> None:
         """PUBLISH, PUBREC, PUBREL, PUBCOMP; kept in the session until PUBCOMP, with no
@@ -117,18 +221,10 @@ class ResumableFlows(BrokerProtocolHandler):
         return waiter
 
     async def handle_pubrel(self, pubrel: PubrelPacket) -> None:
-        """[MQTT-4.3.3-2] every PUBREL gets a PUBCOMP. One for a flow of the previous
-        connection releases the stored message now; one for an unknown id is answered
-        (the message was released before)."""
+        """[MQTT-4.3.3-2] every PUBREL gets a PUBCOMP and ends its flow (also one begun on
+        the previous connection). One for an unknown id is answered all the same: the
+        flow ended before."""
         packet_id = pubrel.packet_id
-        waiter = self._pubrel_waiters.get(packet_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(pubrel)
-            return
-        if self.session is None:
-            return
-        message = self.session.inflight_in.pop(packet_id, None)
-        if message is not None:
-            message.pubrel_packet = pubrel
-            await self.session.delivered_message_queue.put(message)
+        if self.session is not None:
+            self.session.inflight_in.pop(packet_id, None)
         await self._send_packet(PubcompPacket.build(packet_id))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +21,7 @@ from amqtt.mqtt.connack import (
     UNACCEPTABLE_PROTOCOL_VERSION,
     ConnackPacket,
 )
+from amqtt.mqtt.constants import QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import MQTTPacket
 from amqtt.mqtt.pingreq import PingReqPacket
@@ -161,21 +161,40 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
             await self.on_unsubscribe(UnSubscription(header.packet_id, payload.topics))
 
     async def handle_publish(self, publish_packet: PublishPacket) -> None:
-        """Bound what one connection can have read but not yet routed (`max_inbound`).
+        """Bound what one connection can have read but not yet routed (`max_inbound`),
+        and the QoS 2 flows its session can have open.
 
         amqtt would drop QoS 0 on a full queue but block QoS 1/2 in a task per packet
-        while the reader goes on reading: unbounded. Here QoS 1/2 on a full queue ends
-        the connection before PUBACK, so the client resends after reconnecting.
+        while the reader goes on reading: unbounded; and it kept each QoS 2 flow open
+        until PUBREL, with no bound at all. Here QoS 1/2 on a full queue, or a QoS 2
+        PUBLISH past `max_inbound` open flows, ends the connection before it is
+        acknowledged, so the client resends after reconnecting (and PUBRELs first).
         """
-        if self.session is not None and self.session.delivered_message_queue.full():
-            if publish_packet.qos:
+        session = self.session
+        if session is None:
+            return
+        qos = publish_packet.qos
+        if qos == QOS_2 and await self.repeated_qos2(publish_packet):
+            return  # the same message again (flows.py): not handled twice
+        queue_full = session.delivered_message_queue.full()
+        if queue_full or (qos == QOS_2 and self.qos2_full()):
+            if not qos:
+                self.inbound_drops += 1
+            elif queue_full:
                 log.warning(
-                    "%s: publishing faster than it is routed; disconnecting",
-                    self.session.client_id,
+                    "%s: publishing faster than it is routed; disconnecting", session.client_id
                 )
                 self.abort()
             else:
-                self.inbound_drops += 1
+                log.warning(
+                    "%s: a QoS 2 PUBLISH with %d flows open without PUBREL; disconnecting",
+                    session.client_id,
+                    len(session.inflight_in),
+                )
+                self.abort()
+            return
+        if qos == QOS_2:
+            self.receive_qos2(publish_packet)
             return
         await super().handle_publish(publish_packet)
 
@@ -333,12 +352,13 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         if message.packet_id is None or message.puback_packet is not None:
             return
         puback = PubackPacket.build(message.packet_id)
-        # Straight onto the socket, as one write (it cannot split another packet): the
-        # stream writer's lock, drain and per-packet plugin event cost more than the
-        # four bytes. A client not reading its socket gets it the slow way.
-        if self.write_now(bytes(puback.to_bytes()), ACK_HIGH_WATER):
+        if await self.write_ack(puback):
             message.puback_packet = puback
-            return
-        with contextlib.suppress(Exception):
-            await self._send_packet(puback)
-            message.puback_packet = puback
+
+    async def write_ack(self, packet: MQTTPacket[Any, Any, Any]) -> bool:
+        """Straight onto the socket, as one write (it cannot split another packet): the
+        stream writer's lock, drain and per-packet plugin event cost more than the
+        four bytes. A client not reading its socket gets it the slow way."""
+        if self.write_now(bytes(packet.to_bytes()), ACK_HIGH_WATER):
+            return True
+        return await super().write_ack(packet)

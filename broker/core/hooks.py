@@ -20,9 +20,10 @@ class Verdict:
     """What the service decided about one PUBLISH.
 
     The core routes the message to subscribers (if `route`), sends the service's answer
-    (`respond`) and acknowledges a QoS 1 PUBLISH only once `stored` is done, in the
-    order the PUBLISHes arrived. If `stored` fails, nothing was stored: `respond` is
-    told why, the message is not routed and no PUBACK goes out.
+    (`respond`) and acknowledges a QoS 1 or 2 PUBLISH (PUBACK, PUBREC) only once
+    `stored` is done, in the order the PUBLISHes arrived. If `stored` fails, nothing
+    was stored: `respond` is told why, the message is not routed and no PUBACK or
+    PUBREC goes out.
     """
 
     route: bool = True
