@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from broker.protocol import encode_request, enos_credentials
 from tests import test_durability as durability
@@ -31,6 +32,8 @@ PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, PINGRESP = 3, 4, 5, 6, 7, 13
 DUP = 0x08
 # The broker's bound on what one connection has read but not finished (CoreLimits).
 MAX_INBOUND = 1000
+
+WINDOW = 50  # QoS 2 posts a device keeps in flight in the kill -9 test
 
 small_disk = durability.small_disk  # the fixture: a 40 MB tmpfs, unmounted after the test
 
@@ -234,3 +237,34 @@ def test_a_qos2_post_that_cannot_be_stored_gets_500_and_no_pubrec(
         assert time.monotonic() < deadline, "writing did not resume"
     assert _stored_ids(api, device).count(refused[0]) == 1
     client.close()
+
+
+@pytest.mark.both_stores
+def test_every_qos2_post_that_got_pubrec_survives_kill_9(
+    new_gatehouse: Callable[..., Gatehouse], tmp_path: Path
+) -> None:
+    server = new_gatehouse(tmp_path / "data")
+    api = server.client()
+    device = new_device(api, durability._product(api))
+    client = RawDevice(server.mqtt_port, device)
+    sent: dict[int, str] = {}  # packet id -> request id, of the posts in flight
+    received: list[str] = []  # request ids of the posts that got PUBREC
+    for packet_id in range(1, WINDOW + 1):
+        sent[packet_id] = unique("q2-")
+        client.post(sent[packet_id], 4.0, packet_id)
+    next_id = WINDOW + 1
+    while len(received) < 300:
+        kind, value = client.next_event()
+        if kind == "pubrec":
+            received.append(sent.pop(value))
+            client.ack(PUBREL, value)
+            sent[next_id] = unique("q2-")
+            client.post(sent[next_id], 4.0, next_id)
+            next_id += 1
+    assert server.process is not None
+    server.process.kill()  # SIGKILL with WINDOW posts in flight: no shutdown code runs
+    server.process.wait()
+    client.close()
+    again = durability.restart(new_gatehouse, server, tmp_path / "data")
+    stored = set(_stored_ids(again, device))
+    assert [request_id for request_id in received if request_id not in stored] == []
