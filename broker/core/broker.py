@@ -38,7 +38,13 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.session import ApplicationMessage, IncomingApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
-from broker.core.handler import GatehouseHandler
+from broker.core.handler import (
+    PROTOCOL_ERROR,
+    SERVER_ERROR,
+    SHUTTING_DOWN,
+    TAKEN_OVER,
+    GatehouseHandler,
+)
 from broker.core.hooks import DROP, BrokerHooks, Verdict
 from broker.core.refusals import REFUSED_CONNECTS
 from broker.core.session import GatehouseSession
@@ -155,7 +161,7 @@ class GatehouseBroker(Broker):
             if isinstance(handler, GatehouseHandler) and session.transitions.is_connected()
         ]
         for handler in handlers:
-            handler.abort()
+            handler.abort(SHUTTING_DOWN)
         if handlers:
             await asyncio.wait(
                 [asyncio.ensure_future(h.finished.wait()) for h in handlers], timeout=grace
@@ -317,7 +323,7 @@ class GatehouseBroker(Broker):
         log.info("%s logged in again: closing its previous connection", session.client_id)
         self.stats.taken_over += 1
         if isinstance(handler, GatehouseHandler):
-            handler.abort()
+            handler.abort(TAKEN_OVER)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(handler.finished.wait(), TAKE_OVER_WAIT)
         if session.transitions.is_connected():  # an old connection that did not wind down
@@ -363,8 +369,8 @@ class GatehouseBroker(Broker):
                 handler.acker.cancel()
             for message, _verdict in handler.unacked:
                 handler.release(message)  # never answered: a QoS 2 resend is taken as new
-        if not disconnect_waiter.done():  # the consumer ended the connection (protocol error)
-            handler.abort()
+        if not disconnect_waiter.done():  # the consumer ended the connection
+            handler.abort(SERVER_ERROR if isinstance(failure, Exception) else PROTOCOL_ERROR)
         await self._handle_disconnect(client_session, handler, disconnect_waiter)
 
     async def _consume_publishes(self, session: Session, handler: GatehouseHandler) -> None:

@@ -57,6 +57,17 @@ MIN_PACKET_RATE = 8 * 1024
 MQTT_311 = 4
 ACK_HIGH_WATER = 1 << 20  # bytes waiting on a socket before a PUBACK waits its turn
 
+# Why a connection ended, as its offline event and lifecycle message say it.
+DISCONNECTED = "disconnected"  # the client sent DISCONNECT
+CONNECTION_LOST = "connection lost"  # the socket closed (or broke) without DISCONNECT
+KEEPALIVE_TIMEOUT = "keepalive timeout"  # no complete packet within 1.5 x keepalive
+PROTOCOL_ERROR = "protocol error"  # a malformed packet, or one the client may not send
+OVERLOADED = "publishing faster than it is served"  # a bound of `CoreLimits` was reached
+TAKEN_OVER = "logged in again"  # the same client id connected elsewhere
+SHUTTING_DOWN = "server shutting down"
+SERVER_ERROR = "server error"  # handling one of its PUBLISHes failed (logged)
+ENDED_BY_PLATFORM = "ended by the platform"  # the service ended it (a device revoked ...)
+
 
 def _refusal(connect: Any) -> tuple[int, str] | None:
     """The CONNACK code refusing a well-formed CONNECT before authentication, and why."""
@@ -90,6 +101,7 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         self.acker: asyncio.Task[None] | None = None
         self.unacked_room = asyncio.Event()
         self.max_read = 1 << 30  # set by the broker from CoreLimits.max_packet
+        self._end_reason: str | None = None  # the first reason given for ending it
         self._last_packet = 0.0  # loop time at which the last complete packet arrived
         # Set by the broker: SUBSCRIBE and UNSUBSCRIBE are handled in the task amqtt's
         # reader starts per packet, instead of two more queues and tasks per connection.
@@ -184,24 +196,37 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
                 log.warning(
                     "%s: publishing faster than it is routed; disconnecting", session.client_id
                 )
-                self.abort()
+                self.abort(OVERLOADED)
             else:
                 log.warning(
                     "%s: a QoS 2 PUBLISH with %d flows open without PUBREL; disconnecting",
                     session.client_id,
                     len(session.inflight_in),
                 )
-                self.abort()
+                self.abort(OVERLOADED)
             return
         if qos == QOS_2:
             self.receive_qos2(publish_packet)
             return
         await super().handle_publish(publish_packet)
 
-    def abort(self) -> None:
+    def abort(self, reason: str = ENDED_BY_PLATFORM) -> None:
         """End the connection as abnormal: the broker sends the will and closes the socket."""
+        self._ended_because(reason)
         if self._disconnect_waiter is not None and not self._disconnect_waiter.done():
             self._disconnect_waiter.set_result(None)
+
+    def _ended_because(self, reason: str) -> None:
+        if self._end_reason is None:
+            self._end_reason = reason
+
+    @property
+    def end_reason(self) -> str:
+        """Why the connection ended (or is ending): the first reason given, else whether
+        the client said goodbye."""
+        if self._end_reason is not None:
+            return self._end_reason
+        return DISCONNECTED if self.farewell is not None else CONNECTION_LOST
 
     # Defect 1 (upstream #308) and issue 14, items 7 and 8.
     async def _reader_loop(self) -> None:
@@ -239,8 +264,10 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
                 )
                 running.append(asyncio.create_task(self._handle_packet(packet)))
         except Malformed as exc:
+            self._ended_because(PROTOCOL_ERROR)
             log.info("%s sent a malformed packet (%s): disconnecting", client_id, exc)
         except TimeoutError:
+            self._ended_because(KEEPALIVE_TIMEOUT)
             log.info(
                 "%s completed no packet in %.1f s (keepalive %d s): disconnecting",
                 client_id,

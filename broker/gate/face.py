@@ -162,9 +162,11 @@ class Gate:
             if identity.activating:
                 self._push_secret(identity)
 
-    def disconnected(self, identity: Identity) -> None:
+    def disconnected(self, identity: Identity, reason: str = "disconnected") -> None:
+        """The identity's connection ended, for `reason` (the core's: keepalive timeout,
+        connection lost, logged in again ...)."""
         if isinstance(identity, DeviceIdentity):
-            self.presence.disconnected(identity)
+            self.presence.disconnected(identity, reason)
             self.stats.online = self.presence.online
             if identity.cert_serial is not None:
                 self._by_certificate.pop(identity.cert_serial, None)

@@ -77,13 +77,14 @@ class Presence:
             ):
                 self.sub_online(device, sub)
 
-    def disconnected(self, device: DeviceIdentity) -> None:
+    def disconnected(self, device: DeviceIdentity, reason: str = "disconnected") -> None:
+        """Its connection ended: the offline event says why (the core's reason)."""
         key = device.key
-        self._subs_gone(key, "disconnected")
+        self._subs_gone(key, reason)
         if key in self.direct:
             self.direct.discard(key)
             self.dialects.pop(key, None)
-            self._offline(key, "")
+            self._offline(key, reason)
 
     def revoked(self, product_key: str, device_key: str, deleted: bool) -> None:
         """A device disabled or deleted: it goes offline, and its gateway is told."""
