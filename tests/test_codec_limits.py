@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import struct
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,26 +61,54 @@ FAULTY_CODEC = textwrap.dedent(
 )
 
 
+# FaultyCodec again, in a module that notes each worker's start in STARTS (a directory),
+# and whose workers after the first WORKERS take RESPAWN_S to load (a codec importing
+# something big, on a busy machine): how many were spawned, and time to see who waits.
+COUNTED_CODEC = """
+import os
+import time
+
+from faulty_codec import FaultyCodec as CountedCodec
+
+_before = len(os.listdir({starts!r}))
+open(os.path.join({starts!r}, str(os.getpid())), "x").close()
+if _before >= {workers}:
+    time.sleep({respawn_s})
+"""
+
+
 @pytest.fixture
 def codec_server(
     new_gatehouse: Callable[..., Gatehouse], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Gatehouse]:
-    """A gatehouse loading FaultyCodec as `faulty`, with `args` besides."""
+    """A gatehouse loading FaultyCodec as `faulty` (or the `target` given), with `args`
+    besides."""
     modules = tmp_path / "codecs"
     modules.mkdir()
     (modules / "faulty_codec.py").write_text(FAULTY_CODEC)
     path = [str(modules), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
 
-    def start(*args: str) -> Gatehouse:
-        codec = ("--codec", "faulty=faulty_codec:FaultyCodec")
-        return new_gatehouse(tmp_path / "data", *codec, *args)
+    def start(*args: str, target: str = "faulty_codec:FaultyCodec") -> Gatehouse:
+        return new_gatehouse(tmp_path / "data", "--codec", f"faulty={target}", *args)
 
     return start
 
 
-def faulty_device(api: Api) -> dict[str, str]:
-    """A device of a new Custom product (on the example's model) naming the codec."""
+def counted_server(
+    codec_server: Callable[..., Gatehouse], tmp_path: Path, workers: int, respawn_s: float
+) -> tuple[Gatehouse, Path]:
+    """A gatehouse with `workers` workers of COUNTED_CODEC, and the directory of starts."""
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    text = COUNTED_CODEC.format(starts=str(starts), workers=workers, respawn_s=respawn_s)
+    (tmp_path / "codecs" / "counted_codec.py").write_text(text)
+    server = codec_server("--codec-workers", str(workers), target="counted_codec:CountedCodec")
+    return server, starts
+
+
+def faulty_product(api: Api) -> str:
+    """A new Custom product (on the example's model) naming the codec."""
     model = unique("thframe")
     api("thing-models", "create", {"modelId": model, "tsl": MODEL}).ok()
     body = {
@@ -87,14 +117,26 @@ def faulty_device(api: Api) -> dict[str, str]:
         "dataFormat": "Custom",
         "codec": "faulty",
     }
-    return new_device(api, api("products", "create", with_mandatory(body)).data)
+    product_key: str = api("products", "create", with_mandatory(body)).data
+    return product_key
 
 
-def post_raw(client: Client, device: dict[str, str], frame: bytes) -> tuple[int, int, int]:
-    """(command byte, id, code) of the reply frame to `frame`."""
+def faulty_device(api: Api) -> dict[str, str]:
+    """A device of a new Custom product naming the codec."""
+    return new_device(api, faulty_product(api))
+
+
+def post_raw(
+    client: Client, device: dict[str, str], frame: bytes, timeout: float = 10.0
+) -> tuple[int, int, int]:
+    """(command byte, id, code) of the reply frame to `frame`; (-1, -1, code) for a reply
+    the codec could not encode (JSON, in the device's dialect)."""
     up = topic(device, "thing/model/up_raw")
     client.publish(up, frame, qos=1)
-    command, request_id, code = struct.unpack(">BiH", client.next_received(up + "_reply").payload)
+    payload = client.next_received(up + "_reply", timeout=timeout).payload
+    if payload.startswith(b"{"):
+        return -1, -1, int(json.loads(payload)["code"])
+    command, request_id, code = struct.unpack(">BiH", payload)
     return command, request_id, code
 
 
@@ -117,6 +159,11 @@ def newest_message(api: Api, device: dict[str, str], code: int) -> dict[str, Any
 def children_of(server: Gatehouse, marked: bytes = b"") -> set[int]:
     """The pids of the server's child processes whose command line has `marked`."""
     assert server.process is not None
+    return children_of_pid(server.process.pid, marked)
+
+
+def children_of_pid(pid: int, marked: bytes = b"") -> set[int]:
+    """The pids of `pid`'s child processes whose command line has `marked`."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -127,7 +174,7 @@ def children_of(server: Gatehouse, marked: bytes = b"") -> set[int]:
         except OSError:  # it ended meanwhile
             continue
         parent = int(stat.rpartition(")")[2].split()[1])
-        if parent == server.process.pid and marked in command:
+        if parent == pid and marked in command:
             found.add(int(entry.name))
     return found
 
@@ -209,3 +256,60 @@ def test_codec_workers_end_with_serve(
     server.process.send_signal(stop)
     server.process.wait(timeout=10)
     eventually(lambda: not any(alive(pid) for pid in children), timeout=5)
+
+
+def test_a_product_whose_codec_loops_leaves_the_other_products_a_worker(
+    codec_server: Callable[..., Gatehouse], tmp_path: Path
+) -> None:
+    # Two workers, and a replacement takes 3 s to load: on main, while the looping
+    # product's first worker was being replaced, its next call took the other one, and
+    # the other product's calls waited seconds for a fresh interpreter.
+    server, _ = counted_server(codec_server, tmp_path, workers=2, respawn_s=3.0)
+    api = server.client()
+    looping = faulty_product(api)
+    loopers = [new_device(api, looping) for _ in range(4)]
+    other = faulty_device(api)
+    stop, cut_off = threading.Event(), threading.Event()
+    codes: list[int] = []
+
+    def loop(device: dict[str, str]) -> None:
+        with connect(server.mqtt_port, device) as client:
+            while not stop.is_set():
+                codes.append(post_raw(client, device, struct.pack(">Bi", LOOP, 1))[2])
+                cut_off.set()
+
+    threads = [threading.Thread(target=loop, args=(d,)) for d in loopers]
+    for thread in threads:
+        thread.start()
+    try:
+        assert cut_off.wait(10)  # a loop was cut off: its worker is being replaced
+        with connect(server.mqtt_port, other) as peer:
+            for request_id in range(1, 11):
+                # Bounded: served by the worker the loops may not take, not after a spawn.
+                try:
+                    reply = post_raw(peer, other, report(request_id), timeout=1.5)
+                except queue.Empty:
+                    pytest.fail(f"frame {request_id} of the other product waited over 1.5 s")
+                assert reply == (OTHER_REPLY, request_id, 200)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+    assert codes and set(codes) <= {26002, 429}
+
+
+def test_a_product_whose_codec_keeps_costing_workers_is_refused_for_a_while(
+    codec_server: Callable[..., Gatehouse], tmp_path: Path
+) -> None:
+    # On main every looping frame spawned an interpreter: 12 frames, 12 spawns.
+    server, starts = counted_server(codec_server, tmp_path, workers=2, respawn_s=0)
+    api = server.client()
+    device = faulty_device(api)
+    with connect(server.mqtt_port, device) as client:
+        codes = [post_raw(client, device, struct.pack(">Bi", LOOP, 1))[2] for _ in range(12)]
+    assert codes[:2] == [26002, 26002]  # one loop is no pattern, nor is its reply late
+    assert 429 in codes
+    spawned = len(list(starts.iterdir())) - 2
+    assert 2 <= spawned <= 4  # two in a row, then refused at once for a second or more
+    detail = newest_message(api, device, 429)["detail"]
+    assert "cost its worker" in detail and "refused for" in detail

@@ -9,8 +9,12 @@ limit is answered 26002 at once and its worker is killed and replaced; so is one
 worker runs out of memory or dies. The broker's end of each socket is a transport on
 its event loop: a call is one write, its answer one callback, and nothing blocks.
 
-One product's calls hold at most all workers but one (its lane), so a codec that loops
-on every frame of one product leaves a worker for the others. Calls waiting for a
+One product's calls hold at most all live workers but one (its lane), and a worker
+being replaced after one of its calls counts against its lane until the new one is
+ready, so a codec that loops on every frame of one product leaves a worker for the
+others. A product whose calls cost their worker several times in a row (time, memory,
+death) has its calls refused at once (429) for a while that doubles with each further
+one, so its devices cannot have an interpreter spawned per frame. Calls waiting for a
 worker are bounded, per product and in all: past the bound a call is refused at once
 (429).
 
@@ -33,7 +37,7 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
@@ -54,6 +58,12 @@ MAX_WAITING = 1024  # calls waiting for the workers, all products together
 MAX_WAITING_PER_PRODUCT = 256
 START_TIMEOUT_S = 30.0  # a fresh interpreter importing the codecs, on a busy machine
 RESTART_DELAY_S = 1.0  # before trying again to start a worker that could not start
+# A product whose calls cost their worker this many times in a row is refused for
+# BACKOFF_FIRST_S, then twice as long after each further one, up to BACKOFF_MAX_S; one
+# call that returns ends it. (The first one is free: one bad frame is no pattern.)
+BACKOFF_AFTER = 2
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
 _HEADER = struct.Struct("!i")  # multiprocessing.connection's frame length
 
 
@@ -76,16 +86,32 @@ _FAULTS = {
 
 @dataclass(slots=True)
 class _Lane:
-    """One product's calls: queued or running (`waiting`), and running (`running`)."""
+    """One product's calls: queued or running (`waiting`), running (`running`), workers
+    being replaced after one of its calls (`replacing`), and how many of its calls in a
+    row cost their worker (`strikes`, of the methods `struck`; refused until
+    `refused_until`, monotonic)."""
 
     key: str
     waiting: int = 0
     running: int = 0
+    replacing: int = 0
+    strikes: int = 0
+    struck: set[str] = field(default_factory=set)
+    refused_until: float = 0.0
+
+    @property
+    def held(self) -> int:
+        return self.running + self.replacing
+
+    @property
+    def idle(self) -> bool:
+        return not (self.waiting or self.held or self.strikes)
 
 
 @dataclass(slots=True)
 class _Call:
     lane: _Lane
+    method: str
     request: bytes  # the whole frame, length first
     future: asyncio.Future[Any]
 
@@ -104,6 +130,7 @@ class _Worker(asyncio.Protocol):
         self.state = "starting"  # starting | idle | busy | broken
         self.broken = ""  # why it could not start
         self.call: _Call | None = None
+        self.charged: _Lane | None = None  # whose call this worker replaces one for
         self.timer: asyncio.TimerHandle | None = None
         self.sent_at = 0.0
         self.killed = False
@@ -207,7 +234,6 @@ class CodecWorkers:
         self.offers: dict[str, frozenset[str]] = {}  # codec -> the methods it has
         self._context = multiprocessing.get_context("spawn")
         self._pool = [_Worker(self, i) for i in range(max(1, workers))]
-        self._per_product = max(1, len(self._pool) - 1)  # workers one product may hold
         self._queue: collections.deque[_Call] = collections.deque()
         self._lanes: dict[str, _Lane] = {}
         self._closed = False
@@ -241,6 +267,7 @@ class CodecWorkers:
         self._closed = True
         for worker in self._pool:
             call, worker.call = worker.call, None
+            self._uncharge(worker)
             worker.kill()
             if call is not None:
                 _settle(call, ScriptError(SCRIPT_FAILED, "the codec workers stopped"))
@@ -278,12 +305,16 @@ class CodecWorkers:
         assert sock is not None
         await asyncio.get_running_loop().connect_accepted_socket(lambda: worker, sock=sock)
 
-    def _replace(self, old: _Worker) -> None:
-        """A new worker in `old`'s place, started in the background."""
+    def _replace(self, old: _Worker, charged: _Lane | None = None) -> None:
+        """A new worker in `old`'s place, started in the background; counted against
+        `charged`'s lane until it is ready (or cannot start)."""
         old.kill()
         if self._closed:
             return
         worker = self._pool[old.index] = _Worker(self, old.index)
+        if charged is not None:
+            worker.charged = charged
+            charged.replacing += 1
         task = asyncio.ensure_future(self._boot(worker))
         self._booting.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self._booting.discard)
@@ -306,6 +337,7 @@ class CodecWorkers:
         """A worker that could not start: said, and tried again after a pause. While none
         is running, calls are answered at once rather than left waiting."""
         log.error("codec worker %d: %s", worker.index, why)
+        self._uncharge(worker)
         worker.kill()
         worker.state, worker.broken = "broken", why
         if not self._closed:
@@ -335,6 +367,9 @@ class CodecWorkers:
         state = self._lanes.get(lane)
         if state is None:
             state = self._lanes[lane] = _Lane(lane)
+        refused = self._refusal(state)
+        if refused is not None:
+            raise refused
         if state.waiting >= MAX_WAITING_PER_PRODUCT:
             raise ScriptError(
                 codes.TOO_MANY_REQUESTS,
@@ -343,7 +378,7 @@ class CodecWorkers:
         body = orjson.dumps([method, codec, list(args), raw is not None]) + b"\n" + (raw or b"")
         future = asyncio.get_running_loop().create_future()
         state.waiting += 1
-        self._queue.append(_Call(state, _HEADER.pack(len(body)) + body, future))
+        self._queue.append(_Call(state, method, _HEADER.pack(len(body)) + body, future))
         try:
             self._dispatch()
             return await future
@@ -352,12 +387,55 @@ class CodecWorkers:
             self._forget_idle(state)
 
     def _forget_idle(self, lane: _Lane) -> None:
-        if not lane.waiting and not lane.running and self._lanes.get(lane.key) is lane:
+        if lane.idle and self._lanes.get(lane.key) is lane:
             del self._lanes[lane.key]
+
+    def _refusal(self, lane: _Lane) -> ScriptError | None:
+        """Why `lane`'s calls are refused now (it keeps costing workers), if they are."""
+        left = lane.refused_until - time.monotonic()
+        if left <= 0:
+            return None
+        return ScriptError(
+            codes.TOO_MANY_REQUESTS,
+            f"this product's codec cost its worker {lane.strikes} times in a row;"
+            f" its calls are refused for {left:.1f} s more",
+        )
+
+    def _strike(self, lane: _Lane, method: str) -> None:
+        """One more call of `lane` that cost its worker: past BACKOFF_AFTER in a row, its
+        calls are refused for a while, those waiting too."""
+        lane.strikes += 1
+        lane.struck.add(method)
+        if lane.strikes < BACKOFF_AFTER:
+            return
+        pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (lane.strikes - BACKOFF_AFTER))
+        lane.refused_until = time.monotonic() + pause
+        log.warning(
+            "codec calls of product %s refused for %g s: %d in a row cost their worker",
+            lane.key,
+            pause,
+            lane.strikes,
+        )
+        refused = self._refusal(lane)
+        keep: collections.deque[_Call] = collections.deque()
+        for call in self._queue:
+            if call.lane is lane:
+                _settle(call, refused)
+            else:
+                keep.append(call)
+        self._queue = keep
+
+    def _uncharge(self, worker: _Worker) -> None:
+        """The replacement `worker` is ready or broken: its lane may use workers again."""
+        lane, worker.charged = worker.charged, None
+        if lane is not None:
+            lane.replacing -= 1
+            self._forget_idle(lane)
 
     def _dispatch(self) -> None:
         """Give waiting calls to idle workers, first come first served, except that one
-        product may hold at most all workers but one."""
+        product may hold at most all live workers but one (a worker being replaced after
+        its call is held by it)."""
         if all(w.state == "broken" for w in self._pool):
             self._fail_waiting(f"no codec worker is running: {self._pool[0].broken}")
             return
@@ -371,10 +449,12 @@ class CodecWorkers:
             worker.send(call, self.time_limit)
 
     def _next_call(self) -> _Call | None:
+        live = sum(1 for worker in self._pool if worker.state != "broken")
+        per_product = max(1, live - 1)  # with one worker, the products share it
         for call in self._queue:
             if call.future.done():  # its caller stopped waiting
                 continue
-            if call.lane.running < self._per_product:
+            if call.lane.held < per_product:
                 self._queue.remove(call)
                 return call
         while self._queue and self._queue[0].future.done():
@@ -395,6 +475,7 @@ class CodecWorkers:
             except CodecError as exc:
                 self._broken(worker, str(exc))
                 return
+            self._uncharge(worker)
             self._dispatch()
         elif worker.state == "busy":
             outcome, replace = self._outcome(frame)
@@ -423,15 +504,20 @@ class CodecWorkers:
         call, worker.call = worker.call, None
         assert call is not None
         worker.stop_timer()
-        call.lane.running -= 1
-        self._forget_idle(call.lane)  # if its caller stopped waiting
+        lane = call.lane
+        lane.running -= 1
         _settle(call, outcome)
         if replace:
             took = (time.monotonic() - worker.sent_at) * 1000
             log.warning("codec worker %d replaced after %.0f ms: %s", worker.index, took, outcome)
-            self._replace(worker)
+            self._replace(worker, charged=lane)
+            self._strike(lane, call.method)
         else:
+            if call.method in lane.struck:  # it returned (the reply to a loop does not)
+                lane.strikes, lane.refused_until = 0, 0.0
+                lane.struck.clear()
             worker.state = "idle"
+        self._forget_idle(lane)  # if its caller stopped waiting
         self._dispatch()
 
     def _outcome(self, frame: bytes) -> tuple[Any, bool]:
