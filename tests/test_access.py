@@ -7,12 +7,16 @@ import pytest
 from broker.gate.access import (
     anonymous_may_use,
     device_may_use,
+    in_custom_namespace,
     may_publish,
     may_receive,
     may_subscribe,
     may_touch_reserved,
+    product_of_filter,
 )
 from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity
+from broker.protocol import parse_device_topic
+from broker.protocol.topics import USER
 
 
 @pytest.mark.parametrize(
@@ -138,3 +142,73 @@ def test_an_application_is_read_only_and_receives_its_own_products_only() -> Non
     assert not may_publish(APP, "/sys/pkA/dkA/thing/service/reboot")
     assert may_receive(APP, "/sys/pkA/dkA/thing/measurepoint/post", OWNERS.get)
     assert not may_receive(APP, "/sys/pkB/dkB/thing/measurepoint/post", OWNERS.get)
+
+
+# -- custom topics: one grammar for the router and the ACL ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "custom"),
+    [
+        ("/pkA/dkA/user/update", ("pkA", "dkA", "user/update")),
+        ("/pkA/dkA/user/a/b?_sn=default", ("pkA", "dkA", "user/a/b?_sn=default")),
+        ("/pkA/dkA/user/", ("pkA", "dkA", "user/")),
+        # The namespace's root is in it, as `/pkA/dkA/user/#` matches it.
+        ("/pkA/dkA/user", ("pkA", "dkA", "user")),
+        # Other namespaces' first levels are never a `{pk}`.
+        ("/ext/x/user/y", None),
+        ("/as/x/user/y", None),
+        ("/sys/x/user/y", None),  # a /sys topic of product x, device "user"
+        ("//dkA/user/x", None),
+        ("/pkA//user/x", None),
+        ("pkA/dkA/user/x", None),
+        ("/pkA/dkA/users/x", None),
+        ("/pkA/dkA/user?_sn=default", None),
+        ("/pkA/dkA", None),
+    ],
+)
+def test_the_router_and_the_acl_read_custom_topics_alike(
+    topic: str, custom: tuple[str, str, str] | None
+) -> None:
+    parsed = parse_device_topic(topic)
+    seen = parsed and parsed.namespace == USER and (parsed.product_key, parsed.device_key)
+    assert (seen or None) == (custom and custom[:2])
+    if custom is not None:
+        assert parsed is not None and parsed.rest == custom[2]
+    assert in_custom_namespace(topic) is (custom is not None)
+    assert (product_of_filter(topic) if not topic.startswith("/sys/") else None) == (
+        custom and custom[0]
+    )
+    # Anonymous clients are kept out of exactly the custom topics of a product.
+    assert anonymous_may_use(topic, {"pkA": "org1", "ext": "org1", "as": "org1"}.get) is (
+        custom is None and not may_touch_reserved(topic)
+    )
+
+
+def test_a_device_uses_all_of_its_custom_namespace_and_nothing_of_the_same_shape_else() -> None:
+    assert may_publish(DEVICE, "/pkA/dkA/user")
+    assert may_subscribe(DEVICE, "/pkA/dkA/user/#", OWNERS.get)
+    assert not may_publish(DEVICE, "/pkA/dkAX/user/x")
+    assert not may_publish(DEVICE, "/pkA/dkA/userX/x")
+
+
+GATEWAY = DeviceIdentity("pkG", "gw", "org1")
+
+
+@pytest.mark.parametrize(
+    "topic", ["/pkS/sub/user/update", "/sys/pkS/sub/thing/service/reboot", "/pkS/sub/user"]
+)
+def test_a_gateway_receives_a_sub_devices_topics_only_while_it_is_logged_in_through_it(
+    topic: str,
+) -> None:
+    logged_in: dict[tuple[str, str], tuple[str, str]] = {("pkS", "sub"): GATEWAY.key}
+
+    def through(product_key: str, device_key: str) -> tuple[str, str] | None:
+        return logged_in.get((product_key, device_key))
+
+    assert may_receive(GATEWAY, topic, OWNERS.get, through)
+    logged_in[("pkS", "sub")] = ("pkG", "another-gateway")  # moved
+    assert not may_receive(GATEWAY, topic, OWNERS.get, through)
+    del logged_in[("pkS", "sub")]  # logged out
+    assert not may_receive(GATEWAY, topic, OWNERS.get, through)
+    assert may_receive(GATEWAY, "/sys/pkG/gw/thing/service/reboot", OWNERS.get, through)

@@ -5,7 +5,9 @@ same decisions.
 - A device publishes and subscribes only under its own `/sys/{pk}/{dk}/`,
   `/ext/session/{pk}/{dk}/` and `/{pk}/{dk}/user/` (its custom topics); wildcards may
   follow that prefix, never replace part of it. A gateway also under those of the
-  sub-devices logged in through it, and nobody else under theirs.
+  sub-devices logged in through it, and nobody else under theirs. The same is checked
+  on each delivery, so a gateway receives nothing of a sub-device that has logged out
+  of it, whatever it subscribed to meanwhile.
 - An application (an organisation's access key) is read-only: it may subscribe to any
   filter that can match its devices' topics (`#`, `/sys/+/+/#`, `/sys/{pk}/...` for
   its own ProductKey, `/ext/session/...`, `/+/+/user/#`, `/{pk}/...`) and receives its
@@ -26,7 +28,13 @@ from collections.abc import Callable
 
 from broker.gate.identity import AnonymousIdentity, AppIdentity, DeviceIdentity, Identity
 from broker.protocol import parse_device_topic
-from broker.protocol.topics import USER, user_prefix
+from broker.protocol.topics import (
+    custom_key,
+    custom_product_level,
+    may_match_custom,
+    only_custom_product,
+    user_prefix,
+)
 
 # Topic prefixes of the device namespaces: nothing there is retained. (Custom topics,
 # `/{pk}/{dk}/user/...`, are no prefix: the router routes them itself, never retained.)
@@ -41,8 +49,6 @@ RESERVED_PREFIXES: tuple[tuple[str, ...], ...] = (
 )
 # The lifecycle topics' levels before the ProductKey: /as/mqtt/status/{pk}/{dk}.
 STATUS_LEVELS = ["", "as", "mqtt", "status"]
-# First levels after the leading `/` that are other namespaces, not a custom `{pk}`.
-_RESERVED_FIRST = ("sys", "ext", "as")
 
 # ProductKey -> owning organisation, from the credential cache.
 ProductOwner = Callable[[str], str | None]
@@ -54,30 +60,19 @@ def _nobody(product_key: str, device_key: str) -> tuple[str, str] | None:
     return None
 
 
-def _custom_product(levels: list[str]) -> str | None:
-    """The `{pk}` level of a topic shaped `/{pk}/{dk}/user/...`, if it is one."""
-    if len(levels) >= 4 and levels[0] == "" and levels[3] == USER and levels[1] and levels[2]:
-        return levels[1]
-    return None
-
-
 def in_custom_namespace(topic: str, owner: ProductOwner | None = None) -> bool:
-    """True if the topic is a device's custom topic: `/{pk}/{dk}/user/...` with `{pk}`
-    a product. Without `owner` to ask, any topic of that shape counts (the safe side)."""
-    product_key = _custom_product(topic.split("/"))
-    return product_key is not None and (owner is None or owner(product_key) is not None)
+    """True if the topic is a device's custom topic (broker/protocol/topics.py,
+    `custom_key`) with `{pk}` a product. Without `owner` to ask, any topic of that
+    shape counts (the safe side)."""
+    key = custom_key(topic.split("/", 4))
+    return key is not None and (owner is None or owner(key[0]) is not None)
 
 
 def _only_custom(topic_filter: str, owner: ProductOwner | None) -> bool:
     """True if every topic the filter can match is in one product's custom namespace:
     `/{pk}/+/user/...` with a literal `{pk}` that is a product."""
-    levels = topic_filter.split("/")
-    if len(levels) < 4 or levels[0] != "" or levels[3] != USER or levels[2] in ("", "#"):
-        return False
-    product_key = levels[1]
-    if product_key in ("", "+", "#"):
-        return False
-    return owner is None or owner(product_key) is not None
+    product_key = only_custom_product(topic_filter)
+    return product_key is not None and (owner is None or owner(product_key) is not None)
 
 
 def may_touch_reserved(topic_filter: str) -> bool:
@@ -124,8 +119,9 @@ def anonymous_may_subscribe(topic_filter: str, owner: ProductOwner | None = None
 def device_may_use(
     device: DeviceIdentity, topic_filter: str, through: LoggedInThrough = _nobody
 ) -> bool:
-    """Publish or subscribe: the device's own prefixes, which are literal (no `+`/`#`),
-    and those of the sub-devices logged in through it when it is a gateway."""
+    """Publish, subscribe or receive: the device's own prefixes, which are literal (no
+    `+`/`#`), and those of the sub-devices logged in through it now when it is a
+    gateway (a prefix test, then one lookup)."""
     if (
         topic_filter.startswith(device.sys_prefix)
         or topic_filter.startswith(device.ext_prefix)
@@ -133,7 +129,10 @@ def device_may_use(
     ):
         return True
     parsed = parse_device_topic(topic_filter)
-    return parsed is not None and through(parsed.product_key, parsed.device_key) == device.key
+    if parsed is None:
+        return False
+    key = (parsed.product_key, parsed.device_key)
+    return key == device.key or through(*key) == device.key
 
 
 def product_of_filter(topic_filter: str) -> str | None:
@@ -145,8 +144,8 @@ def product_of_filter(topic_filter: str) -> str | None:
         product_key = levels[3]
     elif len(levels) >= 6 and levels[:4] == STATUS_LEVELS:
         product_key = levels[4]
-    elif len(levels) >= 5 and (custom := _custom_product(levels)) is not None:
-        product_key = custom
+    elif (custom := custom_key(levels)) is not None:
+        product_key = custom[0]
     else:
         return None
     return None if product_key in ("", "+", "#") else product_key
@@ -161,10 +160,8 @@ def _named_product(topic_filter: str) -> str | None:
         product_key = levels[3]
     elif levels[:4] == STATUS_LEVELS and len(levels) > 4:
         product_key = levels[4]
-    elif len(levels) > 1 and levels[0] == "" and levels[1] not in _RESERVED_FIRST:
-        product_key = levels[1]  # a custom topic's `/{pk}/...`
     else:
-        return None
+        return custom_product_level(topic_filter)  # a custom topic's `/{pk}/...`
     return None if product_key in ("+", "#") else product_key
 
 
@@ -183,24 +180,8 @@ def _may_match_device_topic(topic_filter: str) -> bool:
         _may_match_prefix(levels, ("", "sys"))
         or _may_match_prefix(levels, ("", "ext"))
         or _may_match_prefix(levels, tuple(STATUS_LEVELS))
-        or _may_match_custom(levels)
+        or may_match_custom(topic_filter)
     )
-
-
-def _may_match_custom(levels: list[str]) -> bool:
-    """Whether a filter can match some `/{pk}/{dk}/user/...`."""
-    for index, wanted in enumerate(("", None, None, USER)):
-        if index >= len(levels):
-            return False
-        level = levels[index]
-        if level == "#":
-            return True
-        if wanted is None:
-            if not level:
-                return False  # no product or device has an empty key
-        elif level not in ("+", wanted):
-            return False
-    return True
 
 
 def may_publish(
@@ -229,12 +210,15 @@ def may_subscribe(
     return anonymous_may_subscribe(topic_filter, owner)
 
 
-def may_receive(identity: Identity, topic: str, owner: ProductOwner) -> bool:
-    """Checked on each delivery; subscriptions were checked already, so this is the
-    cheap second line (a product deleted, a filter that slipped through)."""
+def may_receive(
+    identity: Identity, topic: str, owner: ProductOwner, through: LoggedInThrough = _nobody
+) -> bool:
+    """Checked on each delivery: a subscription was checked when it was made, but what
+    it may receive can change since (a product deleted, a sub-device that logged out
+    of the gateway subscribed for it)."""
+    if isinstance(identity, DeviceIdentity):
+        return device_may_use(identity, topic, through)
     if isinstance(identity, AnonymousIdentity):
         return anonymous_may_use(topic, owner)
-    if isinstance(identity, AppIdentity):
-        product_key = product_of_filter(topic)
-        return product_key is not None and owner(product_key) == identity.org_id
-    return True
+    product_key = product_of_filter(topic)
+    return product_key is not None and owner(product_key) == identity.org_id

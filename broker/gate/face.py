@@ -224,7 +224,7 @@ class Gate:
         return access.may_subscribe(identity, topic_filter, self.owner_of, self.sessions.through)
 
     def may_receive(self, identity: Identity, topic: str) -> bool:
-        return access.may_receive(identity, topic, self.owner_of)
+        return access.may_receive(identity, topic, self.owner_of, self.sessions.through)
 
     # -- messages ------------------------------------------------------------------------
 

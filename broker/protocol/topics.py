@@ -1,12 +1,14 @@
 """Topic grammar of the device namespaces (docs/protocol.md, sections 4 to 6).
 
 A device topic is `/sys/{pk}/{dk}/{rest}`, `/ext/session/{pk}/{dk}/{rest}` or a custom
-topic `/{pk}/{dk}/user/{name...}` (Alibaba's, section 12). The functions here split and
-classify topics; they never touch the network.
+topic `/{pk}/{dk}/user/{name...}` (Alibaba's, section 12; its namespace is `/{pk}/{dk}/user`
+and everything under it, as `custom_key` says, for the router and the ACL alike). The
+functions here split and classify topics; they never touch the network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -24,32 +26,90 @@ class DeviceTopic:
     namespace: str  # "sys", "ext" or "user"
     product_key: str
     device_key: str
-    # What follows `{dk}/`, e.g. "thing/measurepoint/post"; for custom topics it starts
-    # with "user/".
+    # What follows `{dk}/`, e.g. "thing/measurepoint/post"; for custom topics "user"
+    # or "user/{name...}".
     rest: str
 
 
 def parse_device_topic(topic: str) -> DeviceTopic | None:
     """Split a device topic; None if the topic is outside the device namespaces.
 
-    Custom topics are recognised by their shape alone: whether `{pk}` names a product
-    is the ACL's question (broker/gate/access.py)."""
+    Custom topics are recognised by their shape alone (`custom_key`): whether `{pk}`
+    names a product is the ACL's question (broker/gate/access.py)."""
     if topic.startswith("/sys/"):
         parts = topic[5:].split("/", 2)
         namespace = SYS
     elif topic.startswith("/ext/session/"):
         parts = topic[13:].split("/", 2)
         namespace = EXT
-    elif topic.startswith("/"):
-        parts = topic[1:].split("/", 2)
-        if len(parts) < 3 or not parts[2].startswith("user/"):
-            return None
-        namespace = USER
     else:
-        return None
+        levels = topic.split("/", 4)  # `{rest}` whole, from `user` on
+        key = custom_key(levels)
+        if key is None:
+            return None
+        return DeviceTopic(USER, *key, "/".join(levels[3:]))
     if len(parts) < 3 or not parts[0] or not parts[1] or not parts[2]:
         return None
     return DeviceTopic(namespace, parts[0], parts[1], parts[2])
+
+
+# -- the one grammar of custom topics (the ACL's filters use it too) -----------------------
+
+# First levels after the leading `/` that are other namespaces (`/sys`, `/ext`, the
+# lifecycle topics' `/as`), so never a custom topic's `{pk}`.
+RESERVED_FIRST_LEVELS = (SYS, EXT, "as")
+_WILDCARDS = ("+", "#")
+
+
+def custom_key(levels: Sequence[str]) -> tuple[str, str] | None:
+    """(`{pk}`, `{dk}`) if a topic, split at its `/`, is in a device's custom namespace:
+    `/{pk}/{dk}/user` and every topic under it, `{pk}` and `{dk}` not empty and `{pk}`
+    not another namespace's first level. (A filter's wildcards are taken as levels.)"""
+    if (
+        len(levels) >= 4
+        and levels[0] == ""
+        and levels[3] == USER
+        and levels[1]
+        and levels[2]
+        and levels[1] not in RESERVED_FIRST_LEVELS
+    ):
+        return levels[1], levels[2]
+    return None
+
+
+def only_custom_product(topic_filter: str) -> str | None:
+    """The literal `{pk}` if every topic the filter can match is in that product's
+    custom namespace (`/{pk}/+/user/#`, `/{pk}/{dk}/user/x`), else None."""
+    key = custom_key(topic_filter.split("/"))
+    if key is None or key[0] in _WILDCARDS or key[1] == "#":
+        return None
+    return key[0]
+
+
+def may_match_custom(topic_filter: str) -> bool:
+    """Whether a filter can match some topic in a custom namespace (`#`, `/+/+/user/#`)."""
+    levels = topic_filter.split("/")
+    for index, level in enumerate(levels[:4]):
+        if level == "#":
+            return True
+        if index == 0:
+            fits = level in ("", "+")
+        elif index == 3:
+            fits = level in ("+", USER)
+        else:  # `{pk}` or `{dk}`: never empty, and `{pk}` not another namespace's
+            fits = bool(level) and not (index == 1 and level in RESERVED_FIRST_LEVELS)
+        if not fits:
+            return False
+    return len(levels) >= 4
+
+
+def custom_product_level(topic_filter: str) -> str | None:
+    """The literal `{pk}` a filter that can match custom topics names, if it names one."""
+    if not may_match_custom(topic_filter):
+        return None
+    levels = topic_filter.split("/", 2)
+    product_key = levels[1] if len(levels) > 1 else "#"
+    return None if product_key in _WILDCARDS else product_key
 
 
 def user_prefix(product_key: str, device_key: str) -> str:
