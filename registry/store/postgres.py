@@ -211,20 +211,6 @@ class PostgresStore(SqlQueries):
         )
         return row is not None
 
-    async def write_table(
-        self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-    ) -> None:
-        marks = ", ".join("?" * len(columns))
-        async with self._tx() as tx:
-            await tx.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
-                rows,
-            )
-
-    async def count_rows(self, table: str) -> int:
-        row = await self._one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
-        return int(row[0]) if row else 0
-
     async def after_copy(self) -> None:
         """Identity columns given explicit values (device_log's seq) continue after them."""
         identities = await self._all(

@@ -59,6 +59,23 @@ class SqlQueries:
         async with self._tx() as tx:
             return await tx.execute(sql, args)
 
+    # ------------------------------------------------------------------ db copy
+    # (each store lists and reads its own tables: their catalogues and orders differ)
+
+    async def write_table(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        async with self._tx() as tx:
+            await tx.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+                rows,
+            )
+
+    async def count_rows(self, table: str) -> int:
+        row = await self._one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+        return int(row[0]) if row else 0
+
     # ------------------------------------------------------------------ organizations
 
     async def insert_org(self, org: Organization) -> None:
