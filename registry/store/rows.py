@@ -1,31 +1,36 @@
-"""Rows to records and back: the column lists and mappers both SQL stores share.
+"""Rows to records: one mapper per model, driven by the model's fields.
 
-A row is whatever the driver returns (sqlite3.Row, asyncpg's Record): both are read by
-column name.
+A model's camelCase field is read from the snake_case column of the same words
+(`lastSeenAt` from `last_seen_at`); a mapper names only the exceptions: a column
+called otherwise, a value that needs converting (JSON text, SQLite's 0/1 for a bool,
+a driver's buffer for bytes), a field no table stores. A row is whatever the driver
+returns (sqlite3.Row, asyncpg's Record): both are read by column name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
 from registry.activation import AccessKey, ActivationCode
 from registry.models import (
+    Binding,
     Certificate,
     Command,
     Device,
-    I18nString,
     Organization,
     Product,
     ProductImage,
-    ProductSettings,
     Project,
     ThingModel,
     Topology,
 )
 from registry.scripts import ProductScript
+from registry.streams import Subscription, Webhook
 
 
 class Row(Protocol):
@@ -33,196 +38,92 @@ class Row(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-DEVICE_COLUMNS = (
-    "org_id, product_key, device_key, device_secret, asset_id, name, timezone, description,"
-    " attributes, tags, enabled, online, activated_at, last_seen_at, created_at"
-)
+Convert = Callable[[Any], Any]
+M = TypeVar("M", bound=BaseModel)
+
+_CAPITAL = re.compile(r"[A-Z]")
+
+
+def column_of(field: str) -> str:
+    """The column a field is stored in by the rule: `gatewayDeviceKey` -> `gateway_device_key`."""
+    return _CAPITAL.sub(lambda capital: f"_{capital.group().lower()}", field)
 
 
 def to_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def device(row: Row) -> Device:
-    return Device(
-        orgId=row["org_id"],
-        productKey=row["product_key"],
-        deviceKey=row["device_key"],
-        deviceSecret=row["device_secret"],
-        assetId=row["asset_id"],
-        deviceName=I18nString.model_validate(orjson.loads(row["name"])),
-        timezone=row["timezone"],
-        deviceDesc=row["description"],
-        deviceAttributes=orjson.loads(row["attributes"]),
-        deviceTags=orjson.loads(row["tags"]),
-        enabled=bool(row["enabled"]),
-        online=bool(row["online"]),
-        activatedAt=row["activated_at"],
-        lastSeenAt=row["last_seen_at"],
-        createdAt=row["created_at"],
-    )
+class RowMapper(Generic[M]):
+    """Reads a `model` from a row: every field from its column by `column_of`, except
+    those in `columns` (field -> column), `convert` (field -> what the column's value
+    goes through) and `unstored` (fields no column holds; the model's default)."""
+
+    def __init__(
+        self,
+        model: type[M],
+        *,
+        columns: Mapping[str, str] | None = None,
+        convert: Mapping[str, Convert] | None = None,
+        unstored: Collection[str] = (),
+    ) -> None:
+        columns = columns or {}
+        convert = convert or {}
+        unknown = (set(columns) | set(convert) | set(unstored)) - set(model.model_fields)
+        if unknown:  # a misspelt exception would silently fall back to the rule
+            raise ValueError(f"{model.__name__} has no fields {sorted(unknown)}")
+        self.model = model
+        # The stored fields and their columns, in the model's order.
+        self.fields = tuple(f for f in model.model_fields if f not in unstored)
+        self.columns = tuple(columns.get(f, column_of(f)) for f in self.fields)
+        pairs = tuple(zip(self.fields, self.columns, strict=True))
+        self._plain = tuple((f, c) for f, c in pairs if f not in convert)
+        self._converted = tuple((f, c, convert[f]) for f, c in pairs if f in convert)
+
+    def __call__(self, row: Row) -> M:
+        values = {field: row[column] for field, column in self._plain}
+        for field, column, conversion in self._converted:
+            values[field] = conversion(row[column])
+        return self.model.model_validate(values)
 
 
-def product(row: Row) -> Product:
-    return Product(
-        orgId=row["org_id"],
-        productKey=row["product_key"],
-        productSecret=row["product_secret"],
-        settings=ProductSettings.model_validate(orjson.loads(row["settings"])),
-        createdAt=row["created_at"],
-        projectId=row["project_id"],
-        developmentStatus=row["dev_status"],
-        releasedAt=row["released_at"],
-        hasImage=bool(row["has_image"]),
-    )
-
-
-def model(row: Row) -> ThingModel:
-    return ThingModel(
-        orgId=row["org_id"],
-        modelId=row["model_id"],
-        name=row["name"],
-        desc=row["description"],
-        tsl=orjson.loads(row["tsl"]),
-        createdAt=row["created_at"],
-    )
-
-
-# Command fields and their columns, in the table's order.
-COMMAND_FIELDS = (
-    "commandId",
-    "orgId",
-    "productKey",
-    "deviceKey",
-    "kind",
-    "serviceId",
-    "input",
-    "requestId",
-    "state",
-    "createdAt",
-    "timeoutMs",
-    "expiresAt",
-    "sentAt",
-    "replyBy",
-    "finishedAt",
-    "replyCode",
-    "output",
-    "message",
-    "mismatch",
+device = RowMapper(
+    Device,
+    columns={
+        "deviceName": "name",
+        "deviceDesc": "description",
+        "deviceAttributes": "attributes",
+        "deviceTags": "tags",
+    },
+    convert={
+        "deviceName": orjson.loads,
+        "deviceAttributes": orjson.loads,
+        "deviceTags": orjson.loads,
+        "enabled": bool,
+        "online": bool,
+    },
 )
-COMMAND_COLUMNS = (
-    "command_id",
-    "org_id",
-    "product_key",
-    "device_key",
-    "kind",
-    "service_id",
-    "input",
-    "request_id",
-    "state",
-    "created_at",
-    "timeout_ms",
-    "expires_at",
-    "sent_at",
-    "reply_by",
-    "finished_at",
-    "reply_code",
-    "output",
-    "message",
-    "mismatch",
+# `has_image` is not a column of products: PRODUCT_SELECT (sql.py) computes it.
+product = RowMapper(
+    Product,
+    columns={"developmentStatus": "dev_status"},
+    convert={"settings": orjson.loads, "hasImage": bool},
 )
+model = RowMapper(ThingModel, columns={"desc": "description"}, convert={"tsl": orjson.loads})
+command = RowMapper(Command)
+certificate = RowMapper(Certificate, columns={"certSN": "serial"})
+# `permission` is the authenticating key's, not the organisation's (models.Organization).
+org = RowMapper(Organization, convert={"admin": bool}, unstored={"permission"})
+product_script = RowMapper(ProductScript, columns={"scriptContent": "content"})
+topology = RowMapper(Topology)
+project = RowMapper(Project)
+product_image = RowMapper(ProductImage, convert={"content": bytes})
+activation_code = RowMapper(ActivationCode)
+access_key = RowMapper(AccessKey)
+binding = RowMapper(Binding)
+subscription = RowMapper(Subscription, convert={"productKeys": orjson.loads, "kinds": orjson.loads})
+webhook = RowMapper(Webhook, convert={"productKeys": orjson.loads, "kinds": orjson.loads})
 
-
-def command(row: Row) -> Command:
-    return Command.model_validate(
-        {field: row[column] for field, column in zip(COMMAND_FIELDS, COMMAND_COLUMNS, strict=True)}
-    )
-
-
-def certificate(row: Row) -> Certificate:
-    return Certificate(
-        certSN=row["serial"],
-        orgId=row["org_id"],
-        productKey=row["product_key"],
-        deviceKey=row["device_key"],
-        certPem=row["cert_pem"],
-        notBefore=row["not_before"],
-        notAfter=row["not_after"],
-        revokedAt=row["revoked_at"],
-        createdAt=row["created_at"],
-    )
-
-
-def org(row: Row) -> Organization:
-    return Organization(
-        orgId=row["org_id"],
-        name=row["name"],
-        accessKey=row["access_key"],
-        secretHash=row["secret_hash"],
-        admin=bool(row["admin"]),
-        createdAt=row["created_at"],
-    )
-
-
-def product_script(row: Row) -> ProductScript:
-    return ProductScript(
-        productKey=row["product_key"],
-        orgId=row["org_id"],
-        scriptType=row["script_type"],
-        scriptContent=row["content"],
-        version=row["version"],
-        updatedAt=row["updated_at"],
-    )
-
-
-def topology(row: Row) -> Topology:
-    return Topology(
-        productKey=row["product_key"],
-        deviceKey=row["device_key"],
-        gatewayProductKey=row["gateway_product_key"],
-        gatewayDeviceKey=row["gateway_device_key"],
-        createdAt=row["created_at"],
-    )
-
-
-def project(row: Row) -> Project:
-    return Project(
-        orgId=row["org_id"],
-        projectId=row["project_id"],
-        name=row["name"],
-        description=row["description"],
-        createdAt=row["created_at"],
-    )
-
-
-def product_image(row: Row) -> ProductImage:
-    return ProductImage(
-        productKey=row["product_key"],
-        contentType=row["content_type"],
-        content=bytes(row["content"]),
-        updatedAt=row["updated_at"],
-    )
-
-
-def activation_code(row: Row) -> ActivationCode:
-    return ActivationCode(
-        code=row["code"],
-        productKey=row["product_key"],
-        batchId=row["batch_id"],
-        validSeconds=row["valid_seconds"],
-        purchasedAt=row["purchased_at"],
-        deviceKey=row["device_key"],
-        consumedAt=row["consumed_at"],
-        expiresAt=row["expires_at"],
-    )
-
-
-def access_key(row: Row) -> AccessKey:
-    return AccessKey(
-        accessKey=row["access_key"],
-        orgId=row["org_id"],
-        secretHash=row["secret_hash"],
-        permission=row["permission"],
-        description=row["description"],
-        createdAt=row["created_at"],
-    )
+# The devices table's columns, and the commands', in their models' order (the inserts').
+DEVICE_COLUMNS = ", ".join(device.columns)
+COMMAND_FIELDS = command.fields
+COMMAND_COLUMNS = command.columns

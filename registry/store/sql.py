@@ -407,19 +407,7 @@ class SqlQueries:
             query,
             (product_key, device_key, *kinds, limit),
         )
-        return [
-            (
-                r["product_key"],
-                r["device_key"],
-                r["ts"],
-                r["kind"],
-                r["topic"],
-                r["payload"],
-                r["code"],
-                r["detail"],
-            )
-            for r in rows
-        ]
+        return [_log_row(r) for r in rows]
 
     async def log_page(
         self,
@@ -444,22 +432,7 @@ class SqlQueries:
         order = "ASC" if since is not None else "DESC"
         query = f"SELECT * FROM device_log WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"  # noqa: S608
         rows = await self._all(query, (*args, limit))
-        return [
-            (
-                r["seq"],
-                (
-                    r["product_key"],
-                    r["device_key"],
-                    r["ts"],
-                    r["kind"],
-                    r["topic"],
-                    r["payload"],
-                    r["code"],
-                    r["detail"],
-                ),
-            )
-            for r in rows
-        ]
+        return [(r["seq"], _log_row(r)) for r in rows]
 
     async def product_stats(self, product_key: str) -> ProductStats:
         row = await self._one(
@@ -477,17 +450,7 @@ class SqlQueries:
             "SELECT * FROM bindings WHERE product_key = ? AND device_key = ? ORDER BY created_at",
             (product_key, device_key),
         )
-        return [
-            Binding(
-                productKey=r["product_key"],
-                deviceKey=r["device_key"],
-                userId=r["user_id"],
-                role=r["role"],
-                sharedBy=r["shared_by"],
-                createdAt=r["created_at"],
-            )
-            for r in rows
-        ]
+        return [records.binding(r) for r in rows]
 
     async def replace_bindings(
         self, product_key: str, device_key: str, remove: Sequence[str], add: Binding | None
@@ -847,6 +810,19 @@ class SqlQueries:
             "DELETE FROM access_keys WHERE org_id = ? AND access_key = ?", (org_id, access_key)
         )
         return deleted > 0
+
+
+def _log_row(row: Row) -> LogRow:
+    return (
+        row["product_key"],
+        row["device_key"],
+        row["ts"],
+        row["kind"],
+        row["topic"],
+        row["payload"],
+        row["code"],
+        row["detail"],
+    )
 
 
 def _command_row(command: Command) -> list[Any]:

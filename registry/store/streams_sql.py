@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
-from registry.store.rows import Row
+from registry.store import rows as records
+from registry.store.rows import Row, to_json
 from registry.store.sql import SqlQueries
 from registry.streams import StreamRow, Subscription, Webhook
 
@@ -34,8 +33,8 @@ class SqlStreamStore:
                 sub.subId,
                 sub.orgId,
                 sub.name,
-                orjson.dumps(sub.productKeys).decode(),
-                orjson.dumps(sub.kinds).decode(),
+                to_json(sub.productKeys),
+                to_json(sub.kinds),
                 sub.accessKey,
                 sub.accessSecret,
                 sub.createdAt,
@@ -51,19 +50,7 @@ class SqlStreamStore:
 
     async def all_subscriptions(self) -> list[Subscription]:
         rows = await self._all("SELECT * FROM subscriptions ORDER BY created_at, sub_id")
-        return [
-            Subscription(
-                subId=r["sub_id"],
-                orgId=r["org_id"],
-                name=r["name"],
-                productKeys=orjson.loads(r["product_keys"]),
-                kinds=orjson.loads(r["kinds"]),
-                accessKey=r["access_key"],
-                accessSecret=r["access_secret"],
-                createdAt=r["created_at"],
-            )
-            for r in rows
-        ]
+        return [records.subscription(r) for r in rows]
 
     # -- retained messages ------------------------------------------------------------------
 
@@ -124,8 +111,8 @@ class SqlStreamStore:
                 hook.webhookId,
                 hook.orgId,
                 hook.url,
-                orjson.dumps(hook.productKeys).decode(),
-                orjson.dumps(hook.kinds).decode(),
+                to_json(hook.productKeys),
+                to_json(hook.kinds),
                 hook.secret,
                 hook.createdAt,
             ),
@@ -136,15 +123,4 @@ class SqlStreamStore:
 
     async def all_webhooks(self) -> list[Webhook]:
         rows = await self._all("SELECT * FROM webhooks ORDER BY created_at, webhook_id")
-        return [
-            Webhook(
-                webhookId=r["webhook_id"],
-                orgId=r["org_id"],
-                url=r["url"],
-                productKeys=orjson.loads(r["product_keys"]),
-                kinds=orjson.loads(r["kinds"]),
-                secret=r["secret"],
-                createdAt=r["created_at"],
-            )
-            for r in rows
-        ]
+        return [records.webhook(r) for r in rows]
