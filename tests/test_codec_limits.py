@@ -20,6 +20,11 @@ from typing import Any
 
 import pytest
 
+from broker.assemble import assemble_gate
+from broker.gate.codecs import load_codecs
+from broker.gate.face import GateConfig
+from broker.gate.links import LateLinks
+from registry import Registry, SqliteStore
 from simulators.platform import with_mandatory
 from tests.conftest import unique
 from tests.devices import connect, eventually, new_device, topic
@@ -313,3 +318,29 @@ def test_a_product_whose_codec_keeps_costing_workers_is_refused_for_a_while(
     assert 2 <= spawned <= 4  # two in a row, then refused at once for a second or more
     detail = newest_message(api, device, 429)["detail"]
     assert "cost its worker" in detail and "refused for" in detail
+
+
+async def test_codec_workers_end_when_the_gate_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In process, so that nothing at exit can do it instead: on main the workers lived
+    # on after the gate stopped, until the process ended.
+    modules = tmp_path / "codecs"
+    modules.mkdir()
+    (modules / "faulty_codec.py").write_text(FAULTY_CODEC)
+    monkeypatch.syspath_prepend(str(modules))  # spawn hands sys.path to the workers
+    before = children_of_pid(os.getpid(), b"spawn_main")
+    codecs = load_codecs({"faulty": "faulty_codec:FaultyCodec"}, workers=2)
+    store = SqliteStore(tmp_path / "registry.db")
+    await store.open()
+    try:
+        workers = children_of_pid(os.getpid(), b"spawn_main") - before
+        assert len(workers) == 2
+        gate = assemble_gate(Registry(store), GateConfig(), codecs, LateLinks())
+        await gate.start()
+        await gate.stop()
+        eventually(lambda: not any(alive(pid) for pid in workers), timeout=2)
+    finally:
+        assert codecs.workers is not None
+        codecs.workers.close()  # on main, so that the test leaves none behind
+        await store.close()

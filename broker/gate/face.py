@@ -106,6 +106,7 @@ class Gate:
         for product_key, device_key in list(self.presence.direct):
             self.presence.disconnected(DeviceIdentity(product_key, device_key, ""))
         await self.writer.stop()
+        self.router.payloads.close()  # the codec workers end with the gate, not at exit
 
     # -- connections ---------------------------------------------------------------------
 
