@@ -130,6 +130,8 @@ class GateHooks(BrokerHooks):
         outcome = await self.gate.uplink(identity, topic, data)
         if outcome is None:
             return ROUTE
+        if outcome.oversized:
+            self.broker.stats.oversized += 1  # refused by the gate, counted as the core's
         delivery = outcome.delivery if outcome.accepted else None
         if outcome.reply is None and outcome.then is None and delivery is None:
             return Verdict(outcome.accepted, outcome.stored)

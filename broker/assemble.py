@@ -68,7 +68,6 @@ def assemble_gate(
         registry,
         cache,
         writer,
-        codecs,
         payloads=payloads,
         max_payload=config.max_payload,
         post_for=gateway_posts(cache, sessions),

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from amqtt.session import Session
+
 from broker.amqtt_plugin import GateHooks
 from broker.core import CoreLimits, CoreStats, GatehouseBroker
 from broker.gate import Gate
 from broker.gate.access import DEVICE_NAMESPACES
 from broker.gate.links import Links
+from broker.protocol.topics import custom_key
 
 AUTH_PLUGIN = "broker.amqtt_plugin.GatehouseAuthPlugin"
 TOPIC_PLUGIN = "broker.amqtt_plugin.GatehouseTopicPlugin"
@@ -66,6 +69,26 @@ def broker_config(config: MqttConfig, gate: Gate) -> dict[str, Any]:
     }
 
 
+class _Broker(GatehouseBroker):
+    """The core, with gatehouse's retain rule: nothing under the device namespaces'
+    prefixes (the core's `no_retain_prefixes`), nor on any topic of a custom topic's
+    shape (`/{pk}/{dk}/user/...`), whoever publishes it, product or not: else an
+    anonymous client could retain one there before the product exists (a ProductKey
+    can be chosen at create), and its applications and devices would receive it."""
+
+    async def retain_message(
+        self,
+        source_session: Session | None,
+        topic_name: str | None,
+        data: bytes | bytearray | None,
+        qos: int | None = None,
+    ) -> None:
+        if topic_name is not None and custom_key(topic_name.split("/", 4)) is not None:
+            self.stats.retain_refused += 1
+            return
+        await super().retain_message(source_session, topic_name, data, qos)
+
+
 class MqttBroker:
     """Starts and stops the broker inside the running event loop."""
 
@@ -89,9 +112,7 @@ class MqttBroker:
         hooks = self._hooks
         # Devices do not retain on the platforms gatehouse emulates (issue 14, item 5).
         limits = replace(self.config.limits, no_retain_prefixes=DEVICE_NAMESPACES)
-        self._broker = GatehouseBroker(
-            broker_config(self.config, self.gate), limits=limits, hooks=hooks
-        )
+        self._broker = _Broker(broker_config(self.config, self.gate), limits=limits, hooks=hooks)
         hooks.bind(self._broker)
         await self._broker.start()
 

@@ -11,6 +11,7 @@ an exception.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,10 +20,10 @@ from typing import Any
 import orjson
 
 from broker.clock import SYSTEM_CLOCK, Clock
-from broker.gate.codecs import Codec, PayloadCodecs
+from broker.gate.codecs import PayloadCodecs
 from broker.gate.credentials import CredentialCache, ProductCredential
 from broker.gate.identity import DeviceIdentity
-from broker.gate.writer import WriteBehind
+from broker.gate.writer import Note, WriteBehind
 from broker.protocol import (
     EnvelopeError,
     PayloadNotJson,
@@ -64,6 +65,8 @@ class Outcome:
     # (topic, payload) routed to subscribers instead of the PUBLISH as it came, and
     # never retained: a custom topic's message (parsed, on its untagged topic).
     delivery: tuple[str, bytes] | None = None
+    # Not routed for being over the payload limit: counted as the core counts its own.
+    oversized: bool = False
 
     def followed_by(self, then: Callable[[], None]) -> Outcome:
         return replace(self, then=then)
@@ -124,9 +127,8 @@ class Router:
         registry: Registry,
         cache: CredentialCache,
         writer: WriteBehind,
-        codecs: Mapping[str, Codec],
         *,
-        payloads: PayloadCodecs | None = None,
+        payloads: PayloadCodecs,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         post_for: PostFor = own_device_only,
         clock: Clock = SYSTEM_CLOCK,
@@ -134,9 +136,8 @@ class Router:
         self.registry = registry
         self.cache = cache
         self.writer = writer
-        self.codecs = codecs
         # Custom products' scripts and codecs (shared with the commands going down).
-        self.payloads = PayloadCodecs(registry, codecs) if payloads is None else payloads
+        self.payloads = payloads
         self.clock = clock
         self.max_payload = max_payload
         self.post_for = post_for
@@ -473,18 +474,26 @@ class Router:
         """A custom topic `/{pk}/{dk}/user/...`: its bytes pass through as they are; with
         the parsing tag, the product's transformPayload (or codec's transform) makes
         them a JSON object on the untagged topic, or nothing is delivered and the log
-        has the code. Never answered (Alibaba sends no reply there), never retained."""
+        has the code. Never answered (Alibaba sends no reply there), never retained.
+        What is delivered also goes to the applications' streams whole (a note: the
+        message log keeps only the first 16 KiB)."""
         plain, tagged = untagged(topic)
+        if len(payload) > self.max_payload:
+            # As the core does with any PUBLISH over the limit: not routed, counted; the
+            # message log has the code, not the bytes.
+            why = f"payload is {len(payload)} bytes; the limit is {self.max_payload}"
+            self._log(device, now_ms, topic, b"", codes.PAYLOAD_FORMAT_ERROR, why)
+            self._say_undelivered(
+                device, topic, codes.PAYLOAD_FORMAT_ERROR, "over the payload limit, not delivered"
+            )
+            return Outcome(False, stored=self.writer.committed(), oversized=True)
         if not tagged:
             self._log(device, now_ms, topic, payload, None, "")
+            fields = {"payloadBase64": base64.b64encode(payload).decode()}
+            self._note_custom(device, now_ms, topic, fields, len(payload))
             return Outcome(True, stored=self.writer.committed(), delivery=(topic, payload))
         product = self.cache.products.get(device.product_key)
         try:
-            if len(payload) > self.max_payload:
-                raise ScriptError(
-                    codes.PAYLOAD_FORMAT_ERROR,
-                    f"payload is {len(payload)} bytes; the limit is {self.max_payload}",
-                )
             if product is None:
                 raise ScriptError(codes.DEVICE_NOT_FOUND, "no product")
             parsed = await self.payloads.transform(product, plain, payload)
@@ -499,15 +508,22 @@ class Router:
                 )
         except ScriptError as exc:
             # What came is recorded (nothing was delivered), with why.
-            kept = payload if len(payload) <= self.max_payload else b""
-            self._log(device, now_ms, topic, kept, exc.code, exc.message)
-            self._say_unparsed(device, plain, exc.code)
+            self._log(device, now_ms, topic, payload, exc.code, exc.message)
+            self._say_undelivered(device, plain, exc.code, "not parsed and not delivered")
             return Outcome(False, stored=self.writer.committed())
         # What subscribers get is recorded, as other uplinks with their code.
         self._log(device, now_ms, plain, body, codes.OK, "")
+        self._note_custom(device, now_ms, plain, {"value": parsed}, len(body))
         return Outcome(True, stored=self.writer.committed(), delivery=(plain, body))
 
-    def _say_unparsed(self, device: DeviceIdentity, topic: str, code: int) -> None:
+    def _note_custom(
+        self, device: DeviceIdentity, now_ms: int, topic: str, fields: dict[str, Any], size: int
+    ) -> None:
+        """A custom topic's message for the streams (kind `custom`), whole."""
+        data = {"topic": topic, **fields}
+        self.writer.note(Note(device.product_key, device.device_key, now_ms, "custom", data, size))
+
+    def _say_undelivered(self, device: DeviceIdentity, topic: str, code: int, what: str) -> None:
         """One log line (the device and the code, never the payload), at most once a
         minute per device and code, so a device failing in a loop cannot flood it."""
         key = (device.product_key, device.device_key, code)
@@ -518,7 +534,7 @@ class Router:
         if len(self._unparsed_logged) >= UNPARSED_LOG_KEYS:
             self._unparsed_logged.clear()
         self._unparsed_logged[key] = now
-        log.info("%s: %s not parsed and not delivered: code %d", device, topic, code)
+        log.info("%s: %s %s: code %d", device, topic, what, code)
 
     def _reply_object(
         self,

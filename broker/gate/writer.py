@@ -52,6 +52,9 @@ class WriterConfig:
     log_keep: int = 100_000  # rows the device log keeps, newest first
     log_payload_max: int = 16 * 1024  # bytes of each payload the log keeps
     max_pending_log: int = 20_000  # log rows buffered between flushes
+    # Bytes of notes buffered between flushes (custom-topic messages are whole, up to
+    # the payload limit each, unlike the log's rows).
+    max_pending_note_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class Note:
     ts: int
     kind: str
     data: dict[str, Any]
+    size: int = 0  # about how many bytes `data` holds, for the buffer's bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,7 @@ class WriteBehind:
         # Kept only while somebody observes; bounded like the log.
         self._points: collections.deque[LatestRow] = collections.deque()
         self._notes: collections.deque[Note] = collections.deque()
+        self._note_bytes = 0
 
     # -- what the broker loop calls: no I/O ----------------------------------------------
 
@@ -158,10 +163,13 @@ class WriteBehind:
         """A message for the observers of the next batch (no row of its own here)."""
         if not self.observers:
             return
-        if len(self._notes) >= self.config.max_pending_log:
-            self._notes.popleft()
-            self.stats.dropped_log += 1
         self._notes.append(note)
+        self._note_bytes += note.size
+        while len(self._notes) > self.config.max_pending_log or (
+            self._note_bytes > self.config.max_pending_note_bytes and len(self._notes) > 1
+        ):
+            self._note_bytes -= self._notes.popleft().size
+            self.stats.dropped_log += 1
 
     def command(self, command: Command, *, new: bool) -> asyncio.Future[None]:
         """A command's row (`new`: inserted, else its state updated) for the next batch;
@@ -244,6 +252,7 @@ class WriteBehind:
         self._latest.clear()
         self._points.clear()
         self._notes.clear()
+        self._note_bytes = 0
         if not (presence or log_rows or latest or batch.notes or commands):
             if done is not None:
                 done.set_result(None)

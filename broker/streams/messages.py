@@ -1,9 +1,10 @@
 """Application messages: one per measurepoint value, event, online, offline, command
-result or custom-topic message, built from what a write-behind batch stored."""
+result or custom-topic message, built from what a write-behind batch stored. Command
+results and custom-topic messages come whole as the batch's notes (the message log
+keeps only the first 16 KiB of a payload); the rest from its rows."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import orjson
 
 from broker.gate.writer import CommittedBatch
 from broker.protocol import parse_device_topic
-from broker.protocol.topics import SYS, USER, Uplink, classify_enos_uplink
+from broker.protocol.topics import SYS, Uplink, classify_enos_uplink
 
 OK_CODES = (0, 200)  # EnOS answers 200, Alink 200 too; 0 when a codec says so
 LIVE_ONLY_KINDS = ("refused",)  # for the console's device page: never retained
@@ -75,8 +76,6 @@ def from_batch(batch: CommittedBatch, lookup: Lookup) -> Iterator[AppMessage]:
         message = None
         if kind in ("online", "offline"):
             message = _message(lookup, pk, dk, kind, ts, {"reason": detail})
-        elif kind == "up" and code in (None, *OK_CODES) and _is_custom(topic):
-            message = _custom(lookup, pk, dk, ts, topic, payload, parsed=code is not None)
         elif kind == "up" and code in OK_CODES and payload:
             message = _event(lookup, pk, dk, ts, topic, payload)
         elif kind == "refused" or (kind == "up" and code not in (None, *OK_CODES)):
@@ -107,24 +106,3 @@ def _event(
         return None
     params = request.get("params") if isinstance(request, dict) else None
     return _message(lookup, pk, dk, "events", ts, {"eventId": found[1], "value": params})
-
-
-def _is_custom(topic: str) -> bool:
-    parsed = parse_device_topic(topic)
-    return parsed is not None and parsed.namespace == USER
-
-
-def _custom(
-    lookup: Lookup, pk: str, dk: str, ts: int, topic: str, payload: bytes | None, *, parsed: bool
-) -> AppMessage | None:
-    """A custom topic's message: the JSON its transformPayload made of it (logged with
-    its code), or the bytes as they came (logged without one), in base64."""
-    fields: dict[str, Any] = {"topic": topic}
-    if parsed:
-        try:
-            fields["value"] = orjson.loads(payload or b"null")
-        except orjson.JSONDecodeError:
-            return None
-    else:
-        fields["payloadBase64"] = base64.b64encode(payload or b"").decode()
-    return _message(lookup, pk, dk, "custom", ts, fields)
