@@ -10,8 +10,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from amqtt.session import Session
-
 from broker.amqtt_plugin import GateHooks
 from broker.core import CoreLimits, CoreStats, GatehouseBroker
 from broker.gate import Gate
@@ -69,24 +67,13 @@ def broker_config(config: MqttConfig, gate: Gate) -> dict[str, Any]:
     }
 
 
-class _Broker(GatehouseBroker):
-    """The core, with gatehouse's retain rule: nothing under the device namespaces'
-    prefixes (the core's `no_retain_prefixes`), nor on any topic of a custom topic's
-    shape (`/{pk}/{dk}/user/...`), whoever publishes it, product or not: else an
-    anonymous client could retain one there before the product exists (a ProductKey
-    can be chosen at create), and its applications and devices would receive it."""
-
-    async def retain_message(
-        self,
-        source_session: Session | None,
-        topic_name: str | None,
-        data: bytes | bytearray | None,
-        qos: int | None = None,
-    ) -> None:
-        if topic_name is not None and custom_key(topic_name.split("/", 4)) is not None:
-            self.stats.retain_refused += 1
-            return
-        await super().retain_message(source_session, topic_name, data, qos)
+def never_retained(topic: str) -> bool:
+    """Gatehouse's retain rule: nothing under the device namespaces' prefixes, nor on any
+    topic of a custom topic's shape (`/{pk}/{dk}/user/...`), whoever publishes it,
+    product or not: else an anonymous client could retain one there before the product
+    exists (a ProductKey can be chosen at create), and its applications and devices
+    would receive it."""
+    return topic.startswith(DEVICE_NAMESPACES) or custom_key(topic.split("/", 4)) is not None
 
 
 class MqttBroker:
@@ -111,8 +98,10 @@ class MqttBroker:
     async def start(self) -> None:
         hooks = self._hooks
         # Devices do not retain on the platforms gatehouse emulates (issue 14, item 5).
-        limits = replace(self.config.limits, no_retain_prefixes=DEVICE_NAMESPACES)
-        self._broker = _Broker(broker_config(self.config, self.gate), limits=limits, hooks=hooks)
+        limits = replace(self.config.limits, never_retained=never_retained)
+        self._broker = GatehouseBroker(
+            broker_config(self.config, self.gate), limits=limits, hooks=hooks
+        )
         hooks.bind(self._broker)
         await self._broker.start()
 

@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,10 @@ TAKE_OVER_WAIT = 5.0  # seconds to wait for a replaced connection to wind down
 DRAIN_WAIT = 5.0  # seconds to route what a departing client sent before it left
 
 
+def _retain_anything(topic: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class CoreLimits:
     """Bounds on every queue a client can fill. What happens at each bound is documented."""
@@ -89,9 +93,9 @@ class CoreLimits:
     # what its topic held, so no stale message stands in for it.
     max_retained: int = 10_000
     max_retained_bytes: int = 64 * 1024 * 1024
-    # Topics under these prefixes are never retained (devices do not retain on the
-    # platforms gatehouse emulates); the message itself is routed as usual.
-    no_retain_prefixes: tuple[str, ...] = ()
+    # Topics this says no to are never retained (devices do not retain on the platforms
+    # gatehouse emulates); the message itself is routed as usual.
+    never_retained: Callable[[str], bool] = _retain_anything
 
 
 @dataclass(slots=True)
@@ -599,7 +603,7 @@ class GatehouseBroker(Broker):
         """
         if topic_name is None:
             return
-        if topic_name.startswith(self.limits.no_retain_prefixes):
+        if self.limits.never_retained(topic_name):
             self.stats.retain_refused += 1
             return
         previous = self._retained_messages.pop(topic_name, None)
