@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
 import json
 import struct
 import subprocess
@@ -29,6 +31,7 @@ from tests.test_custom_format import (
     MODEL,
     PLATFORM_JS,
     REPORT_REPLY,
+    TIME_LIMIT_S,
     post_raw,
     reply_frame,
     report,
@@ -183,30 +186,60 @@ def test_a_parse_that_fails_delivers_nothing_and_logs_its_code(
     assert payload.hex() not in gatehouse.log()
 
 
+# A product whose transform loops, on more devices than there are script workers (one
+# device's frames are parsed in turn), each with frames enough to keep the product's
+# calls queued while the test looks.
+RUNAWAYS, FRAMES_EACH = 8, 3
+SCRIPT_WORKERS = 2  # broker.gate.payload_scripts.DEFAULT_WORKERS, the session's serve
+
+
 def test_a_looping_transform_is_cut_off_and_other_devices_keep_being_served(
     gatehouse: Gatehouse, api: Api, th_product: Callable[..., str]
 ) -> None:
-    runaway = new_device(api, th_product(TRANSFORM_JS))
+    product = th_product(TRANSFORM_JS)
+    runaways = [new_device(api, product) for _ in range(RUNAWAYS)]
     good = new_device(api, th_product(TRANSFORM_JS))  # another product: another lane
-    loop, update = custom(runaway, "loop"), custom(good, "update")
+    update = custom(good, "update")
     with (
+        contextlib.ExitStack() as stack,
         app_client(gatehouse) as app,
-        connect(gatehouse.mqtt_port, runaway) as looping,
         connect(gatehouse.mqtt_port, good) as well,
     ):
-        assert app.subscribe_many([(f"/{runaway['productKey']}/#", 1), (update, 1)]) == [1, 1]
-        infos = [looping.paho.publish(loop + TAG, b"\x00", qos=1) for _ in range(5)]
-        # The first was cut off (its time-limit entry is stored), the next are looping.
-        eventually(lambda: log_entries(api, runaway, loop + TAG))
+        assert app.subscribe_many([(f"/{product}/#", 1), (update, 1)]) == [1, 1]
+        sent = []  # per device, its frames' publish infos (each PUBACKed once cut off)
+        for device in runaways:
+            looping = stack.enter_context(connect(gatehouse.mqtt_port, device))
+            frames = [custom(device, "loop") + TAG] * FRAMES_EACH
+            sent.append([looping.paho.publish(name, b"\x00", qos=1) for name in frames])
+
+        def answered() -> int:
+            return sum(info.is_published() for infos in sent for info in infos)
+
+        # Each device's first loop was cut off: its next ones are in the product's calls.
+        eventually(lambda: all(infos[0].is_published() for infos in sent), timeout=10)
+        before = answered()
         well.publish(update + TAG, frame(20.5, 40), qos=1)
         assert orjson.loads(app.next_received(update).payload)["temperature"] == 20.5
-        for info in infos:  # each is PUBACKed once cut off
-            info.wait_for_publish(5)
-        assert quiet(app)  # nothing of the runaway's was delivered
-    eventually(lambda: len(log_entries(api, runaway, loop + TAG)) == 5)
-    entries = log_entries(api, runaway, loop + TAG)
-    assert {e["code"] for e in entries} == {26002}
-    assert all("time limit" in e["detail"] for e in entries)
+        meanwhile = answered() - before
+        # The runaways' lane is all workers but one, and the good frame took the one left
+        # at once. Had it queued behind their calls (no lanes, or one worker), it waited for
+        # its worker's share of the RUNAWAYS loops, one time limit each, while the other
+        # workers ended as many: RUNAWAYS - SCRIPT_WORKERS or more ended meanwhile.
+        limit = RUNAWAYS // SCRIPT_WORKERS - 1
+        assert meanwhile <= limit, f"{meanwhile} loops of {TIME_LIMIT_S} s ended meanwhile"
+        for infos in sent:
+            for info in infos:
+                info.wait_for_publish(RUNAWAYS * FRAMES_EACH * TIME_LIMIT_S + 5)
+        assert quiet(app)  # nothing of the runaways' was delivered
+
+    def loops_logged(device: dict[str, str]) -> list[dict[str, Any]] | None:
+        entries = log_entries(api, device, custom(device, "loop") + TAG)
+        return entries if len(entries) == FRAMES_EACH else None
+
+    for device in runaways:
+        entries = eventually(functools.partial(loops_logged, device))
+        assert {e["code"] for e in entries} == {26002}
+        assert all("time limit" in e["detail"] for e in entries)
 
 
 def test_a_python_codec_may_offer_transform(open_gatehouse: Gatehouse) -> None:
