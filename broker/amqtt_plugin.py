@@ -177,6 +177,9 @@ class GateHooks(BrokerHooks):
         self._sending.add(task)
         task.add_done_callback(functools.partial(self._sent, topic))
 
+    async def route(self, topic: str, payload: bytes, qos: int) -> int:
+        return await self.broker.route(topic, payload, qos)
+
     def _sent(self, topic: str, task: asyncio.Future[int]) -> None:
         self._sending.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -25,6 +25,7 @@ from broker.gate.codecs import Codec, PayloadCodecs
 from broker.gate.commands import CommandService
 from broker.gate.connect_guard import ConnectGuard
 from broker.gate.credentials import CredentialCache, DeviceId
+from broker.gate.custom_downlink import CustomDownlink
 from broker.gate.gateways import GatewayService
 from broker.gate.links import Links
 from broker.gate.presence import Presence
@@ -73,6 +74,7 @@ def assemble_gate(
         post_for=gateway_posts(cache, sessions),
         clock=clock,
     )
+    downlink = CustomDownlink(cache, links, presence.is_online, max_payload=config.max_payload)
     gate = Gate(
         registry,
         config,
@@ -84,6 +86,7 @@ def assemble_gate(
         gateways=gateways,
         commands=commands,
         router=router,
+        downlink=downlink,
         links=links,
         clock=clock,
     )

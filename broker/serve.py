@@ -219,6 +219,7 @@ async def serve(config: ServeConfig) -> None:
                     metrics=apps.metrics,
                     sync=gate.writer.sync,
                     mqtt_ports=(ports["mqtt"], ports.get("mqtts", 0)),
+                    downlink=gate.downlink,
                 ),
                 host=config.host,
                 port=ports["http"],

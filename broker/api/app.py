@@ -25,7 +25,7 @@ from broker.api.certificates import CERTIFICATE_ACTIONS
 from broker.api.commands import command_actions
 from broker.api.connection import connection_actions
 from broker.api.device_topos import topo_actions
-from broker.api.devices import DEVICE_ACTIONS, connect_block_actions
+from broker.api.devices import DEVICE_ACTIONS, connect_block_actions, publish_actions
 from broker.api.docs import install_docs
 from broker.api.envelope import EnvelopeResponse, error
 from broker.api.limits import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, BodyLimit, too_deep
@@ -43,6 +43,7 @@ from broker.api.webhooks import webhook_actions
 from broker.console import mount_console
 from broker.gate.commands import CommandService
 from broker.gate.connect_guard import ConnectGuard
+from broker.gate.custom_downlink import CustomDownlink
 from broker.gate.gateways import GatewayService
 from broker.streams.hub import StreamHub
 from registry import (
@@ -162,6 +163,7 @@ def create_app(
     metrics: Metrics | None = None,
     sync: Sync | None = None,
     mqtt_ports: tuple[int, int | None] | None = None,
+    downlink: CustomDownlink | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Gatehouse connection service",
@@ -189,6 +191,8 @@ def create_app(
         resources["commands"] = command_actions(commands)
     if guard is not None:
         resources["devices"] = {**DEVICE_ACTIONS, **connect_block_actions(guard)}
+    if downlink is not None:
+        resources["devices"] = {**resources["devices"], **publish_actions(downlink)}
     if streams is not None:
         resources["subscriptions"] = subscription_actions(streams, subscribe_port)
         resources["webhooks"] = webhook_actions(streams)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,19 @@ class Call:
         if not isinstance(value, str) or not value:
             raise InvalidArgument(f"body field {name} is required (a string)")
         return value
+
+    def base64_field(self, name: str) -> bytes:
+        """A required body field of bytes, in base64."""
+        body = self.body if isinstance(self.body, Mapping) else {}
+        if name not in body:
+            raise InvalidArgument(f"body field {name} is required")
+        encoded = body[name]
+        if not isinstance(encoded, str):
+            raise InvalidArgument(f"{name} must be a base64 string")
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument(f"{name} is not valid base64") from None
 
     def page(self) -> Page:
         source = self.body if isinstance(self.body, Mapping) else {}

@@ -8,8 +8,6 @@ command, which waits up to `pendingTtl` seconds for a device that is not reachab
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Mapping
 
@@ -72,14 +70,7 @@ def command_actions(commands: CommandService) -> dict[str, Handler]:
         return await submit(call, "setMeasurepoint", field(call, "measurepoints"))
 
     async def send_raw(call: Call) -> Response:
-        encoded = field(call, "payloadBase64")
-        if not isinstance(encoded, str):
-            raise InvalidArgument("payloadBase64 must be a base64 string")
-        try:
-            payload = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidArgument("payloadBase64 is not valid base64") from None
-        return await submit(call, "raw", payload)
+        return await submit(call, "raw", call.base64_field("payloadBase64"))
 
     async def get(call: Call) -> Response:
         return ok((await commands.get(call.org.orgId, call.param("commandId"))).view())

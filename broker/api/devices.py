@@ -13,6 +13,7 @@ from broker.api.envelope import ok
 from broker.api.messages import log_page
 from broker.gate.admission import iso_time
 from broker.gate.connect_guard import ConnectGuard
+from broker.gate.custom_downlink import CustomDownlink
 from registry import Device, InvalidArgument
 
 log = logging.getLogger("gatehouse.api")
@@ -136,3 +137,27 @@ def connect_block_actions(guard: ConnectGuard) -> dict[str, Handler]:
         return ok({**view(device), "cleared": lifted})
 
     return {"getConnectBlock": get_block, "clearConnectBlock": clear_block}
+
+
+def publish_actions(downlink: CustomDownlink) -> dict[str, Handler]:
+    """`publish`: an application's message to one of the device's custom topics
+    (Alibaba's Pub): body `topic` (`/{pk}/{dk}/user/...`, or what follows `/{pk}/{dk}/`),
+    `payloadBase64`, and `qos` 0 (the default) or 1."""
+
+    async def publish(call: Call) -> Response:
+        device = await call.device()
+        body = call.body if isinstance(call.body, Mapping) else {}
+        qos = body.get("qos", 0)
+        if isinstance(qos, bool) or not isinstance(qos, int):
+            raise InvalidArgument(f"qos must be 0 or 1, not {qos!r:.20}")
+        done = await downlink.publish(
+            call.org.orgId,
+            device.productKey,
+            device.deviceKey,
+            call.field("topic"),
+            call.base64_field("payloadBase64"),
+            qos,
+        )
+        return ok({"topic": done.topic, "subscribers": done.subscribers, "online": done.online})
+
+    return {"publish": publish}

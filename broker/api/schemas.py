@@ -272,6 +272,20 @@ def _actions() -> dict[str, dict[str, Action]]:
                 "what keeps the device from connecting", DEVICE, None, OBJECT
             ),
             "clearConnectBlock": Action("lift the device's connect blocks", DEVICE, None, OBJECT),
+            "publish": Action(
+                "send bytes to one of the device's custom topics (Alibaba's Pub)",
+                DEVICE,
+                {
+                    "type": "object",
+                    "required": ["topic", "payloadBase64"],
+                    "properties": {
+                        "topic": {"type": "string", "maxLength": 1024},
+                        "payloadBase64": {"type": "string"},
+                        "qos": {"type": "integer", "enum": [0, 1]},
+                    },
+                },
+                OBJECT,
+            ),
         },
         "messages": {
             "list": Action(

@@ -105,6 +105,58 @@ def block_clear(api: Any, product: str, key: str) -> None:
     click.echo(f"{product}/{key}: {data['cleared']} block(s) lifted")
 
 
+@device.command(
+    help="Send bytes to one of a device's custom topics (/PK/KEY/user/...), as Alibaba's Pub"
+    " does: TOPIC is the whole topic or what follows /PK/KEY/ (e.g. user/get); the message"
+    " is the --hex, the --text or the contents of --file."
+)
+@PRODUCT
+@DEVICE
+@click.argument("topic")
+@click.option("--hex", "hex_payload", help="the message as hex digits")
+@click.option("--text", help="the message as UTF-8 text")
+@click.option(
+    "--file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the message as the file's bytes",
+)
+@click.option("--qos", type=click.IntRange(0, 1), default=0, help="the delivery's QoS")
+@with_api
+def publish(
+    api: Any,
+    product: str,
+    key: str,
+    topic: str,
+    hex_payload: str | None,
+    text: str | None,
+    from_file: Path | None,
+    qos: int,
+) -> None:
+    import base64
+
+    given = [v for v in (hex_payload, text, from_file) if v is not None]
+    if len(given) != 1:
+        raise click.UsageError("give the message once: --hex, --text or --file")
+    if hex_payload is not None:
+        try:
+            payload = bytes.fromhex(hex_payload)
+        except ValueError:
+            raise click.BadParameter("not hex digits", param_hint="--hex") from None
+    elif text is not None:
+        payload = text.encode()
+    else:
+        assert from_file is not None
+        payload = from_file.read_bytes()
+    body = {"topic": topic, "payloadBase64": base64.b64encode(payload).decode(), "qos": qos}
+    done = api.call("devices", "publish", body, productKey=product, deviceKey=key)
+    online = "online" if done["online"] else "offline"
+    click.echo(
+        f"{done['topic']}: {len(payload)} bytes to {done['subscribers']} subscriber(s);"
+        f" the device is {online}"
+    )
+
+
 @device.command("export", help="Export a product's credentials to FILE (.csv or .json).")
 @PRODUCT
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))

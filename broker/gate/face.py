@@ -18,6 +18,7 @@ from broker.gate.admission import ConnectAttempt, Refusal, admit
 from broker.gate.commands import MAX_WAITING, CommandService
 from broker.gate.connect_guard import SIGN_FAILURE_LIMIT, ConnectGuard, ConnectLimit
 from broker.gate.credentials import CredentialCache
+from broker.gate.custom_downlink import CustomDownlink
 from broker.gate.gateways import GatewayService
 from broker.gate.identity import DeviceIdentity, Identity
 from broker.gate.links import Links
@@ -72,6 +73,7 @@ class Gate:
         gateways: GatewayService,
         commands: CommandService,
         router: Router,
+        downlink: CustomDownlink,
         links: Links,
         clock: Clock,
     ) -> None:
@@ -87,6 +89,7 @@ class Gate:
         self.gateways = gateways
         self.commands = commands
         self.router = router
+        self.downlink = downlink  # applications' messages to custom topics
         self.links = links
         self.clock = clock
         self._refusals_logged: dict[tuple[str, str, str], float] = {}

@@ -19,6 +19,11 @@ class Links(Protocol):
     def publish(self, topic: str, payload: bytes) -> None:
         """Send a message from the platform, at QoS 1, without waiting."""
 
+    async def route(self, topic: str, payload: bytes, qos: int) -> int:
+        """Send a message from the platform now, at most at `qos`; how many subscribers
+        it went to (queued for those whose in-flight window is full)."""
+        ...
+
 
 class NoLinks:
     """Until the broker is running: nothing is connected, so nothing is to be done."""
@@ -34,6 +39,9 @@ class NoLinks:
 
     def publish(self, topic: str, payload: bytes) -> None:
         pass
+
+    async def route(self, topic: str, payload: bytes, qos: int) -> int:
+        return 0
 
 
 class LateLinks:
@@ -60,3 +68,6 @@ class LateLinks:
 
     def publish(self, topic: str, payload: bytes) -> None:
         self._target.publish(topic, payload)
+
+    async def route(self, topic: str, payload: bytes, qos: int) -> int:
+        return await self._target.route(topic, payload, qos)
