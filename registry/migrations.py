@@ -3,7 +3,8 @@
 Append a new script to MIGRATIONS to change the schema; never edit one that has shipped.
 Each has a PostgreSQL twin, by number, in `registry/store/postgres_migrations.py`
 (tests/test_stores.py checks that there is one for each, tests/test_schema_parity.py
-that the two make the same schema; docs/decisions.md says why there are two).
+that the two make the same schema after each step; docs/decisions.md says why there
+are two).
 """
 
 from __future__ import annotations

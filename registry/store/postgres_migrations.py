@@ -3,8 +3,9 @@
 The same tables and columns as SQLite's, in PostgreSQL's types: BIGINT for times in
 milliseconds, BYTEA for payloads, and a `seq` identity column where SQLite orders by
 rowid. A new migration is added to both tuples (tests/test_stores.py checks that they
-stay in step; tests/test_schema_parity.py that after them both stores have the same
-tables, columns, keys and indexes, but for the differences it lists).
+stay in step; tests/test_schema_parity.py that after each one both stores have the
+same tables, columns, keys and indexes, but for the differences it lists with the
+migration that makes them).
 """
 
 from __future__ import annotations
