@@ -108,19 +108,17 @@ class ResumableFlows(BrokerProtocolHandler):
 
     # -- incoming QoS 2 ------------------------------------------------------------------
 
-    async def repeated_qos2(self, packet: PublishPacket) -> bool:
-        """Whether a QoS 2 PUBLISH is one whose flow is open: then it is not handled
-        again [MQTT-4.3.3-2]. Its PUBREC goes out again if it was decided; if the
-        message is still being stored, it goes to this connection when the store
-        answers (it is the one asking now)."""
+    def repeated_qos2(self, packet: PublishPacket) -> ReceivedQoS2 | None:
+        """The open flow of a QoS 2 PUBLISH, if it has one: then it is not handled again
+        [MQTT-4.3.3-2]. The caller sends its PUBREC again if it was decided
+        (`pubrec_packet`); if it is still being stored, the PUBREC goes to this
+        connection when the store answers (it is the one asking now)."""
         session, packet_id = self.session, packet.packet_id
         known = None if session is None else session.inflight_in.get(packet_id or 0)
         if not isinstance(known, ReceivedQoS2):
-            return False
+            return None
         known.asker = self
-        if known.pubrec_packet is not None:
-            await self.write_ack(known.pubrec_packet)
-        return True
+        return known
 
     def qos2_full(self) -> bool:
         """Whether this session has as many QoS 2 flows open as it may: the bound of its

@@ -56,6 +56,15 @@ KEEPALIVE_GRACE = 1.5
 MIN_PACKET_RATE = 8 * 1024
 MQTT_311 = 4
 ACK_HIGH_WATER = 1 << 20  # bytes waiting on a socket before a PUBACK waits its turn
+# Packets of one connection being handled at once (each a task; most wait only to write
+# their answer). Past it the reader reads nothing more until the oldest is done.
+MAX_HANDLING = 100
+
+
+class Unread(Exception):
+    """A client has not read its socket for 1.5 x keepalive while packets of its wait to
+    be answered: its reader has stopped reading."""
+
 
 # Why a connection ended, as its offline event and lifecycle message say it.
 DISCONNECTED = "disconnected"  # the client sent DISCONNECT
@@ -186,8 +195,18 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         if session is None:
             return
         qos = publish_packet.qos
-        if qos == QOS_2 and await self.repeated_qos2(publish_packet):
-            return  # the same message again (flows.py): not handled twice
+        if qos == QOS_2 and (known := self.repeated_qos2(publish_packet)) is not None:
+            # The same message again (flows.py): not handled twice, and nothing waits
+            # holding its payload; a decided one gets its PUBREC again only if the
+            # client reads its socket.
+            pubrec = known.pubrec_packet
+            if pubrec is not None and not self.write_now(bytes(pubrec.to_bytes()), ACK_HIGH_WATER):
+                log.warning(
+                    "%s: a QoS 2 PUBLISH again while it reads nothing; disconnecting",
+                    session.client_id,
+                )
+                self.abort(OVERLOADED)
+            return
         queue_full = session.delivered_message_queue.full()
         if queue_full or (qos == QOS_2 and self.qos2_full()):
             if not qos:
@@ -256,13 +275,24 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         self._last_packet = self._loop.time()
         self._reader_ready.set()
         try:
-            while (packet := await self._read_packet()) is not None:
+            while True:
                 while running and running[0].done():
                     running.popleft()
+                if len(running) >= MAX_HANDLING:
+                    await self._wait_for_room(running[0])
+                if (packet := await self._read_packet()) is None:
+                    break
                 await self.plugins_manager.fire_event(
                     MQTTEvents.PACKET_RECEIVED, packet=packet, session=self.session
                 )
                 running.append(asyncio.create_task(self._handle_packet(packet)))
+        except Unread:
+            self._ended_because(OVERLOADED)
+            log.warning(
+                "%s: %d packets wait to be answered while it reads nothing; disconnecting",
+                client_id,
+                len(running),
+            )
         except Malformed as exc:
             self._ended_because(PROTOCOL_ERROR)
             log.info("%s sent a malformed packet (%s): disconnecting", client_id, exc)
@@ -283,6 +313,20 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         await self.handle_connection_closed()
         self._reader_stopped.set()
         await self.stop()
+
+    async def _wait_for_room(self, oldest: asyncio.Task[None]) -> None:
+        """Backpressure: wait for the oldest packet being handled, at most until the
+        keepalive deadline (a client that reads nothing of its socket, while its answers
+        wait to be written, is ended: `Unread`)."""
+        assert self.session is not None
+        keep_alive = self.session.keep_alive
+        timeout = None
+        if keep_alive > 0:
+            deadline = self._last_packet + keep_alive * KEEPALIVE_GRACE
+            timeout = max(deadline - self._loop.time(), 0.0)
+        done, _pending = await asyncio.wait([oldest], timeout=timeout)
+        if not done:
+            raise Unread
 
     async def _read_packet(self) -> MQTTPacket[Any, Any, Any] | None:
         """The client's next packet, whole; None at the end of the stream."""
@@ -321,15 +365,26 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         elif isinstance(packet, DisconnectPacket):
             await self.handle_disconnect(packet)
 
+    def _transport(self) -> Any:
+        # uvloop's transports are no `asyncio.WriteTransport`: duck-typed.
+        return getattr(getattr(self.writer, "_writer", None), "transport", None)
+
+    async def stop(self) -> None:
+        """amqtt's, which first waits for the socket to drain: a client that is not
+        reading would hold it for ever. What such a client has not read is dropped."""
+        transport = self._transport()
+        if transport is not None and transport.get_write_buffer_size() > ACK_HIGH_WATER:
+            transport.abort()
+        await super().stop()
+
     def write_now(self, data: bytes, high_water: int) -> bool:
         """Write a complete packet without waiting; False if the client is not keeping up.
 
         A whole packet goes out in one write, so it cannot interleave with packets
         written by amqtt's own flows.
         """
-        writer = self.writer
-        transport = getattr(getattr(writer, "_writer", None), "transport", None)
-        if writer is None or transport is None or transport.is_closing():
+        transport = self._transport()
+        if self.writer is None or transport is None or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > high_water:
             return False
