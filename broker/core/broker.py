@@ -39,6 +39,7 @@ from amqtt.session import ApplicationMessage, IncomingApplicationMessage, Sessio
 from amqtt.utils import gen_client_id
 
 from broker.core.handler import (
+    OVERLOADED,
     PROTOCOL_ERROR,
     SERVER_ERROR,
     SHUTTING_DOWN,
@@ -372,7 +373,7 @@ class GatehouseBroker(Broker):
             if handler.acker is not None:
                 handler.acker.cancel()
             for message, _verdict in handler.unacked:
-                handler.release(message)  # never answered: a QoS 2 resend is taken as new
+                self._release(client_session, handler, message)  # never answered
         if not disconnect_waiter.done():  # the consumer ended the connection
             handler.abort(SERVER_ERROR if isinstance(failure, Exception) else PROTOCOL_ERROR)
         await self._handle_disconnect(client_session, handler, disconnect_waiter)
@@ -387,7 +388,7 @@ class GatehouseBroker(Broker):
             finally:
                 inbound.task_done()
                 if not handled:  # refused, or cut off before it was answered
-                    handler.release(message)
+                    self._release(session, handler, message)
             if not handled:
                 return
 
@@ -483,16 +484,23 @@ class GatehouseBroker(Broker):
         verdict: Verdict,
         failure: BaseException | None,
     ) -> None:
-        """Answer, route and acknowledge one PUBLISH; if it was not stored, only answer."""
+        """Answer, route and acknowledge one PUBLISH; if it was not stored, only answer.
+
+        Whether a QoS 2 message was stored is recorded before anything awaits, so that
+        a cancel (a connection's drain running out) leaves no flow undecided.
+        """
+        if failure is not None:
+            # Not stored: no PUBACK or PUBREC, so the client still holds it and can resend
+            # (a QoS 2 packet id is released, so that the resend is taken as new).
+            self._release(session, handler, message)
+        elif message.qos == QOS_2:
+            handler.decide_qos2(message)
         if verdict.respond is not None:
             try:
                 await verdict.respond(failure)
             except Exception:
                 log.exception("%s: answering its PUBLISH failed", session.client_id)
         if failure is not None:
-            # Not stored: no PUBACK or PUBREC, so the client still holds it and can resend
-            # (a QoS 2 packet id is released, so that the resend is taken as new).
-            handler.release(message)
             return
         if verdict.route and self._within_payload_limit(session, message.topic, message.data):
             await self.plugins_manager.fire_event(
@@ -509,9 +517,27 @@ class GatehouseBroker(Broker):
         elif message.qos == QOS_2:
             # The PUBREC goes to the session's connection now (a reconnect may have
             # replaced the one that read the PUBLISH).
-            entry = self._sessions.get(session.client_id or "")
-            current = entry[1] if entry is not None and entry[0] is session else None
-            await handler.acknowledge_qos2(message, current)
+            await handler.acknowledge_qos2(message, self._connection_of(session))
+
+    def _connection_of(self, session: Session) -> BrokerProtocolHandler | None:
+        """The session's connection now (after a take-over, not the one that read a
+        message)."""
+        entry = self._sessions.get(session.client_id or "")
+        return entry[1] if entry is not None and entry[0] is session else None
+
+    def _release(self, session: Session, handler: GatehouseHandler, message: Any) -> None:
+        """A PUBLISH `handler` read and did not get stored. A QoS 2 one sent again on the
+        session's connection now (a take-over while it was being stored) is handled
+        again there, since that connection waits for its PUBREC; otherwise its packet
+        id is free again (`release`)."""
+        current = self._connection_of(session)
+        if isinstance(current, GatehouseHandler) and handler.asked_again_on(message, current):
+            inbound = session.delivered_message_queue
+            if not inbound.full():
+                inbound.put_nowait(message)
+                return
+            current.abort(OVERLOADED)  # it resends after reconnecting
+        handler.release(message)
 
     async def _handle_disconnect(
         self,

@@ -140,28 +140,59 @@ class ResumableFlows(BrokerProtocolHandler):
         self.session.inflight_in[packet.packet_id] = message
         self.session.delivered_message_queue.put_nowait(message)
 
-    async def acknowledge_qos2(
-        self, message: ApplicationMessage, connection: BrokerProtocolHandler | None
-    ) -> None:
-        """The broker is done with a QoS 2 message (stored, or nothing to store): PUBREC.
-
-        It goes to `connection`, the session's connection now, if that is the one that
-        sent the PUBLISH last and it is not ending: a reconnect may have replaced the
-        connection that read it, and a new connection gets its PUBREC when it sends the
-        PUBLISH again, never unasked. The id's record keeps no payload until PUBREL.
-        """
+    def decide_qos2(self, message: ApplicationMessage) -> None:
+        """A QoS 2 message is stored (or there was nothing to store): from now on its flow
+        is decided, whatever happens to the task answering it, so a resend gets PUBREC
+        (and is not handled again). Done before anything awaits. The id's record keeps
+        no payload until PUBREL."""
         session = self.session
         if not isinstance(message, ReceivedQoS2) or session is None or message.packet_id is None:
             return
         if session.inflight_in.get(message.packet_id) is not message:
             return  # released meanwhile (a PUBREL before its PUBREC)
-        asker, pubrec = message.asker, PubrecPacket.build(message.packet_id)
-        receipt = ReceivedQoS2(message.packet_id, message.topic, b"", False, asker)
-        receipt.pubrec_packet = message.pubrec_packet = pubrec
+        receipt = ReceivedQoS2(message.packet_id, message.topic, b"", False, message.asker)
+        receipt.pubrec_packet = message.pubrec_packet = PubrecPacket.build(message.packet_id)
         session.inflight_in[message.packet_id] = receipt
+
+    async def acknowledge_qos2(
+        self, message: ApplicationMessage, connection: BrokerProtocolHandler | None
+    ) -> None:
+        """Send the PUBREC of a decided QoS 2 message (`decide_qos2`).
+
+        It goes to `connection`, the session's connection now, if that is the one that
+        sent the PUBLISH last and it is not ending: a reconnect may have replaced the
+        connection that read it, and a new connection gets its PUBREC when it sends the
+        PUBLISH again, never unasked.
+        """
+        session = self.session
+        if session is None or message.packet_id is None or message.pubrec_packet is None:
+            return
+        receipt = session.inflight_in.get(message.packet_id)
+        if not isinstance(receipt, ReceivedQoS2) or (
+            receipt.pubrec_packet is not message.pubrec_packet
+        ):
+            return  # completed meanwhile (a PUBREL before its PUBREC)
+        asker = receipt.asker
         asked_here = connection is asker  # (in the `if`, mypy would narrow `asker`'s type)
         if asked_here and not asker.is_leaving:
-            await asker.write_ack(pubrec)
+            await asker.write_ack(message.pubrec_packet)
+
+    def asked_again_on(
+        self, message: ApplicationMessage, connection: BrokerProtocolHandler | None
+    ) -> bool:
+        """Whether an undecided QoS 2 message this connection read was sent again on
+        `connection` (the session's connection now, after a take-over): that one waits
+        for its PUBREC and will not send it again."""
+        session = self.session
+        return (
+            isinstance(message, ReceivedQoS2)
+            and session is not None
+            and session.inflight_in.get(message.packet_id or 0) is message
+            and message.asker is connection
+            and isinstance(connection, ResumableFlows)
+            and connection is not self
+            and not connection.is_leaving
+        )
 
     def release(self, message: ApplicationMessage) -> None:
         """A QoS 2 message that was not stored: no PUBREC, and its packet id is free, so
