@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import struct
 import time
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from tests.conftest import unique
 from tests.devices import eventually
 from tests.raw_mqtt import (
     connect_packet,
+    field,
     publish_packet,
     read_packet,
     subscribe_packet,
@@ -24,7 +26,7 @@ from tests.raw_mqtt import (
 from tests.server import Gatehouse
 
 TIMEOUT = 5.0
-CONNACK, PUBREC, SUBACK = 0x20, 0x50, 0x90
+CONNACK, PUBLISH, PUBACK, PUBREC, SUBACK, PINGRESP = 0x20, 0x30, 0x40, 0x50, 0x90, 0xD0
 PINGREQ = b"\xc0\x00"
 DUP = 0x08
 BIG = 500 * 1024  # a QoS 0 payload the client sends itself, to fill its socket
@@ -134,3 +136,39 @@ def test_a_client_not_reading_its_answers_stops_being_read_and_is_ended(
     _kinds_until_closed(sock)
     sock.close()
     assert eventually(lambda: "wait to be answered while it reads nothing" in server.log())
+
+
+def _persistent_connect(server: Gatehouse, client_id: str) -> socket.socket:
+    body = field("MQTT") + bytes([4, 0]) + struct.pack("!H", 60) + field(client_id)
+    sock = socket.create_connection(("127.0.0.1", server.mqtt_port), timeout=TIMEOUT)
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    connack = read_packet(sock, time.monotonic() + TIMEOUT)
+    assert connack is not None and connack[0] == CONNACK and connack[1][1] == 0, connack
+    return sock
+
+
+def test_a_puback_goes_only_on_the_connection_that_read_the_publish(
+    new_gatehouse: Callable[..., Gatehouse],
+) -> None:
+    """QoS 1 PUBLISHes left in a persistent session's queue when its connection ends are
+    handled by the next connection; it used to PUBACK their old packet ids, which could
+    acknowledge a new message reusing an id before it was stored."""
+    server = new_gatehouse(None, "--allow-anonymous")
+    watcher, topic = _client(server)  # sees the left-over PUBLISHes being routed
+    client_id = unique("bounds-ack")
+    first = _persistent_connect(server, client_id)
+    # A PUBLISH to a `$` topic ends the connection in its consumer: what follows stays
+    # queued in the session.
+    left_over = [publish_packet(topic, b"%d" % i, 1, i) for i in range(1, 6)]
+    first.sendall(publish_packet("$bounds/x", b"x", 1, 100) + b"".join(left_over))
+    assert PUBACK not in _kinds_until_closed(first)
+    first.close()
+    second = _persistent_connect(server, client_id)
+    for _ in left_over:  # the next connection routes them ...
+        packet = read_packet(watcher, time.monotonic() + TIMEOUT)
+        assert packet is not None and packet[0] == PUBLISH, packet
+    second.sendall(PINGREQ)
+    # ... but acknowledges none of them: the client resends them itself.
+    assert read_packet(second, time.monotonic() + TIMEOUT) == (PINGRESP, b"")
+    second.close()
+    watcher.close()

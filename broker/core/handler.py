@@ -21,7 +21,7 @@ from amqtt.mqtt.connack import (
     UNACCEPTABLE_PROTOCOL_VERSION,
     ConnackPacket,
 )
-from amqtt.mqtt.constants import QOS_2
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import MQTTPacket
 from amqtt.mqtt.pingreq import PingReqPacket
@@ -76,6 +76,19 @@ TAKEN_OVER = "logged in again"  # the same client id connected elsewhere
 SHUTTING_DOWN = "server shutting down"
 SERVER_ERROR = "server error"  # handling one of its PUBLISHes failed (logged)
 ENDED_BY_PLATFORM = "ended by the platform"  # the service ended it (a device revoked ...)
+
+
+class ReceivedQoS1(IncomingApplicationMessage):
+    """An incoming QoS 1 message and the connection that read it: its PUBACK goes there
+    only. (Left in a persistent session's queue when that connection ended, it is
+    handled by the next one, which must not PUBACK an id the client may have reused.)"""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, packet: PublishPacket, connection: GatehouseHandler) -> None:
+        topic, data = packet.topic_name or "", bytes(packet.data or b"")
+        super().__init__(packet.packet_id, topic, QOS_1, data, packet.retain_flag)
+        self.connection = connection
 
 
 def _refusal(connect: Any) -> tuple[int, str] | None:
@@ -226,6 +239,11 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
             return
         if qos == QOS_2:
             self.receive_qos2(publish_packet)
+            return
+        if qos == QOS_1:
+            message = ReceivedQoS1(publish_packet, self)
+            message.publish_packet = publish_packet
+            session.delivered_message_queue.put_nowait(message)
             return
         await super().handle_publish(publish_packet)
 
@@ -430,8 +448,11 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
             self._puback_waiters.pop(packet_id, None)
 
     async def acknowledge(self, message: IncomingApplicationMessage) -> None:
-        """PUBACK a QoS 1 PUBLISH the broker is done with (a gone client gets none)."""
+        """PUBACK a QoS 1 PUBLISH the broker is done with, on the connection that read it
+        only (a gone client gets none)."""
         if message.packet_id is None or message.puback_packet is not None:
+            return
+        if not isinstance(message, ReceivedQoS1) or message.connection is not self:
             return
         puback = PubackPacket.build(message.packet_id)
         if await self.write_ack(puback):
