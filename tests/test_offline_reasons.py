@@ -5,15 +5,18 @@ broke the protocol or was replaced by a second login. Real serve, real sockets."
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from broker.protocol import enos_credentials
 from tests.devices import connect, eventually, new_device
 from tests.raw_mqtt import connect_packet, read_packet
 from tests.server import Api, Gatehouse
+from tests.test_durability import _product, restart
 
 CONNACK = 0x20
 
@@ -104,3 +107,22 @@ def test_a_device_logged_in_again_elsewhere_was_taken_over(
             assert reason_of(api, device) == "logged in again"
     assert eventually(lambda: len(offline_reasons(api, device)) == 2)
     assert offline_reasons(api, device) == ["disconnected", "logged in again"]
+
+
+def test_devices_connected_when_the_server_stops_went_offline_for_that(
+    new_gatehouse: Callable[..., Gatehouse], tmp_path: Path
+) -> None:
+    server = new_gatehouse(tmp_path / "data")
+    api = server.client()
+    product = _product(api)
+    devices = [new_device(api, product) for _ in range(3)]
+    clients = [connect(server.mqtt_port, device) for device in devices]
+    assert all(client.accepted for client in clients)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=15) == 0
+    for client in clients:
+        client.close()
+    restarted = restart(new_gatehouse, server, tmp_path / "data")
+    for device in devices:
+        assert offline_reasons(restarted, device)[0] == "server shutting down"

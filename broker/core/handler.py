@@ -253,6 +253,11 @@ class GatehouseHandler(ResumableFlows):  # QoS 2 and resumption: broker/core/flo
         if self._disconnect_waiter is not None and not self._disconnect_waiter.done():
             self._disconnect_waiter.set_result(None)
 
+    async def handle_disconnect(self, disconnect: DisconnectPacket | None) -> None:
+        if disconnect is not None:
+            self._ended_because(DISCONNECTED)  # it said goodbye, whatever ends it after
+        await super().handle_disconnect(disconnect)
+
     def _ended_because(self, reason: str) -> None:
         if self._end_reason is None:
             self._end_reason = reason

@@ -34,6 +34,8 @@ log = logging.getLogger("gatehouse.gate")
 
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines for one device's repeated refusal
 REFUSAL_LOG_KEYS = 10_000  # bound on the memory that throttling takes
+# The reason of the core's drain (broker/core/handler.py), which the gate does not import.
+SHUTTING_DOWN = "server shutting down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,9 @@ class Gate:
             self.registry.observers.remove(self.cache)
         await self.commands.stop()
         for product_key, device_key in list(self.presence.direct):
-            self.presence.disconnected(DeviceIdentity(product_key, device_key, ""))
+            # Connections the broker's drain did not end: offline as the drain says it.
+            identity = DeviceIdentity(product_key, device_key, "")
+            self.presence.disconnected(identity, SHUTTING_DOWN)
         await self.writer.stop()
         self.router.payloads.close()  # the codec workers end with the gate, not at exit
 
