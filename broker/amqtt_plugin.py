@@ -123,6 +123,10 @@ class GateHooks(BrokerHooks):
         if identity is not None:
             self.gate.disconnected(identity, handler.end_reason)
 
+    def may_receive(self, session: Session, topic: str) -> bool:
+        identity = getattr(session, "identity", None)
+        return identity is not None and self.gate.may_receive(identity, topic)
+
     async def published(self, session: Session, topic: str, data: bytes, qos: int) -> Verdict:
         identity = getattr(session, "identity", None)
         if identity is None:

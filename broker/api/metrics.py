@@ -198,6 +198,7 @@ class _Live(Collector):
             "dropped_queue",
             "taken_over",
             "oversized",
+            "refused_queued",
         ):
             family.add_metric([name], getattr(core, name, 0))
         yield family

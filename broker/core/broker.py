@@ -111,6 +111,7 @@ class CoreStats:
     taken_over: int = 0
     oversized: int = 0  # PUBLISHes (and wills) over max_payload, not routed
     retain_refused: int = 0  # retained PUBLISHes not retained: device namespace or full
+    refused_queued: int = 0  # queued messages the ACL no longer lets their client receive
 
 
 async def _stored(stored: asyncio.Future[None]) -> BaseException | None:
@@ -831,6 +832,9 @@ class GatehouseBroker(Broker):
             if session.transitions.state != "connected" or handler.is_leaving:
                 return
             message = queue.get_nowait()
+            if not self.hooks.may_receive(session, message.topic):
+                self.stats.refused_queued += 1
+                continue
             qos = message.qos or QOS_0
             if qos == QOS_0:
                 self._deliver(session, message.topic, bytes(message.data), qos, retain=False)

@@ -47,3 +47,9 @@ class BrokerHooks:
     async def published(self, session: Session, topic: str, data: bytes, qos: int) -> Verdict:
         """A PUBLISH passed the topic ACL: what becomes of it."""
         return ROUTE
+
+    def may_receive(self, session: Session, topic: str) -> bool:
+        """Asked again as a queued message leaves a client's queue for its socket: what
+        the ACL allowed when it was queued it may not allow now (a sub-device gone from
+        its gateway, a product deleted)."""
+        return True
