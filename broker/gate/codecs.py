@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import orjson
 
@@ -39,11 +39,14 @@ from broker.protocol.scripts import (
     SCRIPT_EMPTY,
     SCRIPT_FAILED,
     SCRIPT_NO_FUNCTION,
+    PayloadScript,
     ScriptError,
     as_object,
 )
 from registry import Registry
 from registry.scripts import ProductScript
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "gatehouse.codecs"
 
@@ -162,9 +165,7 @@ class PayloadCodecs:
     async def decode(self, product: ProductCredential, raw: bytes) -> dict[str, Any]:
         script = await self._script(product)
         if script is not None:
-            return await self.runner.run(
-                script.productKey, script.version, script.scriptContent, lambda s: s.decode(raw)
-            )
+            return await self._run(script, lambda s: s.decode(raw))
         name = self._codec_name(product)
         try:
             decoded = await self._call(product, name, "decode", raw=raw)
@@ -180,12 +181,7 @@ class PayloadCodecs:
     async def encode(self, product: ProductCredential, message: dict[str, Any]) -> bytes:
         script = await self._script(product)
         if script is not None:
-            return await self.runner.run(
-                script.productKey,
-                script.version,
-                script.scriptContent,
-                lambda s: s.encode(message),
-            )
+            return await self._run(script, lambda s: s.encode(message))
         name = self._codec_name(product)
         try:
             encoded = await self._call(product, name, "encode", message)
@@ -206,12 +202,7 @@ class PayloadCodecs:
         the codec's optional `transform(topic, raw)`."""
         script = await self._script(product)
         if script is not None:
-            return await self.runner.run(
-                script.productKey,
-                script.version,
-                script.scriptContent,
-                lambda s: s.transform(topic, raw),
-            )
+            return await self._run(script, lambda s: s.transform(topic, raw))
         if product.product.settings.dataFormat != "Custom" or not product.product.settings.codec:
             raise ScriptError(SCRIPT_EMPTY, "the product has no script to parse custom topics")
         name = self._codec_name(product)
@@ -228,6 +219,10 @@ class PayloadCodecs:
                 ) from None
             raise ScriptError(SCRIPT_FAILED, f"codec {name!r} cannot transform: {exc}") from None
         return as_object(out, f"codec {name!r} transform")
+
+    async def _run(self, script: ProductScript, op: Callable[[PayloadScript], T]) -> T:
+        """`op` on the product's script (at its version), on the script workers."""
+        return await self.runner.run(script.productKey, script.version, script.scriptContent, op)
 
     async def _script(self, product: ProductCredential) -> ProductScript | None:
         await self._ensure_loaded()
