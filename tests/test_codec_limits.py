@@ -78,7 +78,7 @@ from faulty_codec import FaultyCodec as CountedCodec
 _before = len(os.listdir({starts!r}))
 open(os.path.join({starts!r}, str(os.getpid())), "x").close()
 if _before >= {workers}:
-    time.sleep({respawn_s})
+    time.sleep({respawn_s})  # the behaviour under test: a replacement slow to load
 """
 
 
