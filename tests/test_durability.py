@@ -276,7 +276,10 @@ def test_a_full_disk_is_an_error_reply_not_a_lost_200(
     assert _missing(api, [poster, full, again]) == []
 
 
-def _serve_once(data_dir: Path) -> subprocess.CompletedProcess[str]:
+def serve_once(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`gatehouse serve` that is expected to stop by itself (a refusal at start)."""
     server = Gatehouse(data_dir)
     command = [
         sys.executable,
@@ -291,15 +294,18 @@ def _serve_once(data_dir: Path) -> subprocess.CompletedProcess[str]:
         str(server.mqtt_port),
         "--mqtts-port",
         "0",
+        *args,
     ]
-    return subprocess.run(command, env=server.env(), capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        command, env={**server.env(), **(env or {})}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_garbage_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "registry.db").write_bytes(b"this is not SQLite\n" * 1000)
-    done = _serve_once(data_dir)
+    done = serve_once(data_dir)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -313,7 +319,7 @@ def test_a_read_only_data_directory_is_one_line_and_exit_2(tmp_path: Path) -> No
     try:
         # The directory itself (SQLite cannot create its file), and one to create.
         for data_dir, why in ((mount, "unable to open"), (mount / "data", "Read-only")):
-            done = _serve_once(data_dir)
+            done = serve_once(data_dir)
             assert done.returncode == 2, done.stderr
             lines = done.stderr.strip().splitlines()
             assert len(lines) == 1, done.stderr

@@ -17,30 +17,12 @@ from simulators.launch import Postgres
 from tests.conftest import unique
 from tests.devices import connect, eventually, new_device
 from tests.server import Gatehouse, free_port
-from tests.test_durability import Poster, _missing, _product
+from tests.test_durability import Poster, _missing, _product, serve_once
 
 
 def _serve_once(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
     """Start `gatehouse serve` expecting it to refuse; returns its stderr's lines."""
-    server = Gatehouse(data_dir)
-    command = [
-        sys.executable,
-        "-m",
-        "broker.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--http-port",
-        str(server.http_port),
-        "--mqtt-port",
-        str(server.mqtt_port),
-        "--mqtts-port",
-        "0",
-        *args,
-    ]
-    done = subprocess.run(
-        command, env={**server.env(), **(env or {})}, capture_output=True, text=True, timeout=60
-    )
+    done = serve_once(data_dir, *args, env=env)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
