@@ -6,6 +6,7 @@ REST API's device-topos."""
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -406,3 +407,19 @@ def test_a_gateway_has_at_most_the_limit_of_sub_devices_online(small: Gatehouse)
         logout = {"productKey": subs[0]["productKey"], "deviceKey": subs[0]["deviceKey"]}
         assert ask(client, ext_topic(gateway, "combine/logout"), logout)["code"] == 200
         assert login(client, gateway, subs[2])["code"] == 200
+
+
+@pytest.mark.parametrize(("entries", "says"), [(1001, "at most 1000"), (0, "must be a list")])
+def test_an_enos_batch_login_over_the_limit_or_empty_is_refused(
+    online_gateway: Client, gateway: Device, sub: Device, entries: int, says: str
+) -> None:
+    """EnOS's combine/login/batch takes at most 1,000 sub-devices (the dialect's limit);
+    one more, or none, is a 1220 naming it."""
+    params = {
+        "clientId": "login.batch",
+        "timestamp": str(int(time.time() * 1000)),
+        "signMethod": "sha256",
+        "subDevices": [{"productKey": sub["productKey"], "deviceKey": sub["deviceKey"]}] * entries,
+    }
+    reply = ask(online_gateway, ext_topic(gateway, "combine/login/batch"), params)
+    assert reply["code"] == 1220 and says in reply["message"], reply

@@ -33,11 +33,24 @@ from broker.protocol.signs import timestamp_ms, timestamp_problem
 from broker.protocol.topics import SYS
 from registry import Attachment, Conflict, Device, Registry, RegistryError
 
-MAX_BATCH_LOGIN = 1000  # sub-devices in one combine/login/batch
-MAX_ALL_OR_NONE = 50  # Alink's combine/batch_login, all or nothing
 MAX_REGISTER = 1000  # devices in one thing/device/register (the SDK's own cap)
 
 Handler = Callable[["GatewayService", DeviceIdentity, Request], Awaitable[Result]]
+
+
+def _batch(gateway: DeviceIdentity, params: Any, field: str) -> list[Any] | Result:
+    """A batch login's entries, at most the gateway's dialect's limit (EnOS's 1,000,
+    Alink's 50); else the fault to answer."""
+    entries = params.get(field) if isinstance(params, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return fault(codes.PAYLOAD_FORMAT_ERROR, f"params.{field} must be a list")
+    limit = gateway.dialect.login_batch_limit
+    if len(entries) > limit:
+        return fault(
+            codes.PAYLOAD_FORMAT_ERROR,
+            f"at most {limit} sub-devices in one batch, not {len(entries)}",
+        )
+    return entries
 
 
 def _sub_of(entry: Mapping[str, Any]) -> DeviceId:
@@ -350,14 +363,9 @@ class GatewayService:
 
     async def _login_batch(self, gateway: DeviceIdentity, request: Request) -> Result:
         params = request.params
-        entries = params.get("subDevices") if isinstance(params, dict) else None
-        if not isinstance(params, dict) or not isinstance(entries, list) or not entries:
-            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.subDevices must be a list")
-        if len(entries) > MAX_BATCH_LOGIN:
-            return fault(
-                codes.PAYLOAD_FORMAT_ERROR,
-                f"at most {MAX_BATCH_LOGIN} sub-devices in one batch, not {len(entries)}",
-            )
+        entries = _batch(gateway, params, "subDevices")
+        if isinstance(entries, Result):
+            return entries
         method = params.get("signMethod", params.get("signmethod"))
         logged: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
@@ -391,14 +399,9 @@ class GatewayService:
     async def _login_all_or_none(self, gateway: DeviceIdentity, request: Request) -> Result:
         """Alink's `combine/batch_login`: at most 50, all or nothing (docs/protocol.md, 6, 8)."""
         params = request.params
-        entries = params.get("deviceList") if isinstance(params, dict) else None
-        if not isinstance(params, dict) or not isinstance(entries, list) or not entries:
-            return fault(codes.PAYLOAD_FORMAT_ERROR, "params.deviceList must be a list")
-        if len(entries) > MAX_ALL_OR_NONE:
-            return fault(
-                codes.PAYLOAD_FORMAT_ERROR,
-                f"at most {MAX_ALL_OR_NONE} sub-devices in one batch, not {len(entries)}",
-            )
+        entries = _batch(gateway, params, "deviceList")
+        if isinstance(entries, Result):
+            return entries
         method = params.get("signMethod", params.get("signmethod"))
         subs: list[tuple[DeviceId, dict[str, Any]]] = []
         failed: list[dict[str, Any]] = []
